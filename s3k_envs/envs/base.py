@@ -258,6 +258,13 @@ class MultiViewEnv(gym.Env):
         weld.name1 = "gripper"
         weld.name2 = "gripper_target"
         weld.solref = [0.02, 1.0]
+        # Explicit weld data: anchor at the gripper origin, identity relative pose, torque
+        # scale 1. (MjSpec's default data is the "unspecified" sentinel, which left a 1 m
+        # lever arm in the constraint and made the gripper lag and overshoot.)
+        data = np.zeros(len(weld.data))
+        data[6] = 1.0  # relpose quaternion w
+        data[10] = 1.0  # torquescale
+        weld.data = data
 
     # ------------------------------------------------------------------ subclass hooks
     def _validate_task_options(self) -> None:

@@ -54,8 +54,9 @@ def add_textured_material(spec: mujoco.MjSpec, name: str, image: np.ndarray) -> 
     height, width = image.shape[:2]
     tex = spec.add_texture(name=f"{name}_tex", type=mujoco.mjtTexture.mjTEXTURE_2D,
                            width=width, height=height, nchannel=3)
-    # MuJoCo's 2D texture rows run bottom-up on a face; flip so row 0 is the +y edge.
-    tex.data = np.ascontiguousarray(image[::-1]).tobytes()
+    # On a box's top face, texture column grows with the box's +x and row 0 is its +y edge
+    # (checked by projecting lid features in tests/test_envs.py).
+    tex.data = np.ascontiguousarray(image).tobytes()
     mat = spec.add_material(name=name)
     mat.textures[mujoco.mjtTextureRole.mjTEXROLE_RGB] = tex.name
     mat.texuniform = False
