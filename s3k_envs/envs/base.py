@@ -77,7 +77,7 @@ class MultiViewEnv(gym.Env):
         "camera_lookat_jitter": 0.03,
         "camera_fovy": (math.radians(40), math.radians(50)),
         "control_hz": 4.0,
-        "timestep": 0.004,
+        "timestep": 0.005,
         "max_linear_speed": 0.2,
         "max_angular_speed": 1.0,
         "gripper_bounds": ((-0.3, -0.3, 0.0), (0.3, 0.3, 0.4)),
@@ -125,7 +125,13 @@ class MultiViewEnv(gym.Env):
                 f"control_hz and timestep must be positive, got {opts['control_hz']!r}, "
                 f"{opts['timestep']!r}"
             )
-        self.n_substeps = max(1, round(1.0 / (opts["control_hz"] * opts["timestep"])))
+        period = 1.0 / opts["control_hz"]
+        self.n_substeps = max(1, round(period / opts["timestep"]))
+        if abs(self.n_substeps * opts["timestep"] - period) > 1e-9 * period + 1e-12:
+            raise ValueError(
+                f"timestep {opts['timestep']} s must divide the control period {period} s "
+                f"(control_hz={opts['control_hz']}) into a whole number of physics steps"
+            )
         bounds = np.asarray(opts["gripper_bounds"], dtype=np.float64)
         if bounds.shape != (2, 3) or np.any(bounds[0] > bounds[1]):
             raise ValueError(
@@ -422,15 +428,11 @@ class MultiViewEnv(gym.Env):
         if speed == 0.0:
             return positions, None
         half = 0.5 * speed * steps  # (n, 1)
-        axis = ang / speed
-        dq = np.concatenate([np.cos(half), np.sin(half) * axis], axis=1)  # (n, 4)
-        q0 = d.mocap_quat[self._mocap_id]
-        w1, v1 = dq[:, :1], dq[:, 1:]
-        w0, v0 = q0[0], q0[1:]
-        quats = np.concatenate(
-            [w1 * w0 - v1 @ v0[:, None], w1 * v0 + w0 * v1 + np.cross(v1, v0)], axis=1
-        )
-        return positions, quats / np.linalg.norm(quats, axis=1, keepdims=True)
+        dq = np.concatenate([np.cos(half), np.sin(half) * (ang / speed)], axis=1)  # (n, 4)
+        # dq * q0 is linear in dq: one (n,4)x(4,4) product instead of n quaternion products.
+        w, x, y, z = d.mocap_quat[self._mocap_id]
+        right_mult = np.array([[w, -x, -y, -z], [x, w, z, -y], [y, -z, w, x], [z, y, -x, w]])
+        return positions, dq @ right_mult.T
 
     def _bad_warning_count(self) -> int:
         return int(sum(self.data.warning[w].number for w in _BAD_STATE_WARNINGS))
@@ -440,9 +442,10 @@ class MultiViewEnv(gym.Env):
         if self._bad_warning_count() != self._warning_counts:
             self._warning_counts = self._bad_warning_count()
             return True
-        if not (np.all(np.isfinite(d.qpos)) and np.all(np.isfinite(d.qvel))):
+        # Written so that NaN fails the comparisons: one reduction per array.
+        if not np.isfinite(d.qpos.sum()):
             return True
-        return bool(np.abs(d.qvel).max(initial=0.0) > _MAX_QVEL)
+        return not bool(np.abs(d.qvel).max(initial=0.0) <= _MAX_QVEL)
 
     def _save_state(self) -> tuple[np.ndarray, ...]:
         d = self.data
@@ -506,15 +509,20 @@ class MultiViewEnv(gym.Env):
             & (uv[..., 1] >= 0) & (uv[..., 1] < self.height)
         )
         visible = inside.copy()
-        geomid = np.zeros(1, dtype=np.int32)
         centres = self.data.cam_xpos[self._cam_ids]
-        for c, k in zip(*np.nonzero(inside), strict=True):
-            vec = keypoints[k] - centres[c]
-            dist = float(np.linalg.norm(vec))
-            hit = mujoco.mj_ray(self.model, self.data, centres[c], vec / dist,
-                                _VISIBLE_GEOM_GROUPS, 1, -1, geomid)
-            if 0 <= hit < dist - tolerance:
-                visible[c, k] = False
+        for c in np.nonzero(inside.any(axis=1))[0]:
+            ks = np.nonzero(inside[c])[0]
+            vec = keypoints[ks] - centres[c]
+            dist = np.linalg.norm(vec, axis=1)
+            unit = np.ascontiguousarray((vec / dist[:, None]).reshape(-1))
+            hit = np.empty(len(ks))
+            geomid = np.empty(len(ks), dtype=np.int32)
+            # One call per camera: every ray from this camera centre at once.
+            mujoco.mj_multiRay(self.model, self.data, centres[c].copy(), unit,
+                               _VISIBLE_GEOM_GROUPS, 1, -1, geomid, hit, None, len(ks),
+                               float(dist.max()) + 1.0)
+            occluded = (hit >= 0) & (hit < dist - tolerance)
+            visible[c, ks[occluded]] = False
         return visible
 
     def _info(self, keypoints: np.ndarray, success: bool, extra: dict[str, Any],
