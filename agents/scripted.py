@@ -88,3 +88,164 @@ class ReachKeypointController:
         ang_z = self.gain * self.hz * yaw_err / self.max_ang
         action = np.array([*lin, 0.0, 0.0, ang_z])
         return np.clip(action, -1.0, 1.0).astype(np.float32)
+
+
+class CableInsertExpert:
+    """Scripted expert of ``S3K-CableInsert-v0``: insert a plug that dangles on a flexible cable.
+
+    Reads the privileged true keypoints (``info["keypoints"]``: ``plug_tip``, ``plug_base``,
+    ``socket``) and the gripper position (``obs["gripper_pos"]``), and commands gripper
+    translation only (angular velocity 0). The plug hangs ~0.2 m below the gripper and swings
+    like a pendulum (period ~0.7 s, about 3 control steps), so the expert never servos the
+    plug directly while it hangs free; it moves the gripper to where the plug's *rest* position
+    lies over the socket and waits for the swing to die out:
+
+    1. ``approach``: move the gripper (speed <= ``max_speed``) so that the tip's rest position
+       (gripper + the tip's rest offset, estimated from the at-rest first frame and refined by
+       a moving average that averages the swing out) is ``hover_height`` above the opening.
+    2. ``align``: hold there until the tip is within ``align_tolerance`` of the socket axis and
+       moved less than ``settle_motion`` since the last step (swing settled).
+    3. ``enter``: descend at ``descent_speed``, correcting the tip's horizontal error, until the
+       tip is inside the hole (its keypoint snaps to the socket opening). A tip that ends up
+       beside the socket sends the expert back to ``align``.
+    4. ``upright``: the cable's bend leaves the plug tilted (up to ~30 deg); with the tip held in
+       the hole, move the gripper horizontally until ``plug_base`` is within
+       ``upright_tolerance`` of the socket axis, so the plug stands up.
+    5. ``insert``: descend while keeping the base over the socket until the env reports
+       success. A jam (gripper ``max_plunge`` below the entry height without success) lifts
+       back to the entry height and re-uprights.
+
+    Args:
+        env: the (wrapped) CableInsert env; reads ``unwrapped.options`` and keypoint names.
+        hover_height: tip height above the opening while aligning, m.
+        max_speed: gripper speed limit while moving, m/s (slow moves swing the plug less).
+        descent_speed: gripper descent speed while entering and inserting, m/s.
+        gain: fraction of the gripper's position error closed per control step.
+        align_tolerance: horizontal tip error that allows the descent, m.
+        settle_motion: tip motion per control step below which the swing counts as settled, m.
+        upright_tolerance: horizontal base error that allows the final insertion, m.
+        upright_gain: gripper displacement per metre of base error per step while uprighting.
+        entry_depth: how far the gripper goes down after the tip entered, before uprighting, m.
+        max_plunge: how far below the entry height the gripper may go while inserting, m.
+        patience: control steps after which ``align`` / ``upright`` proceed anyway.
+    """
+
+    def __init__(
+        self,
+        env: gym.Env,
+        hover_height: float = 0.02,
+        max_speed: float = 0.1,
+        descent_speed: float = 0.06,
+        gain: float = 0.8,
+        align_tolerance: float = 0.0015,
+        settle_motion: float = 0.0015,
+        upright_tolerance: float = 0.005,
+        upright_gain: float = 1.5,
+        entry_depth: float = 0.006,
+        max_plunge: float = 0.06,
+        patience: int = 8,
+    ) -> None:
+        base = env.unwrapped
+        names = list(base.keypoint_names)
+        required = ("plug_tip", "plug_base", "socket")
+        if any(k not in names for k in required):
+            raise ValueError(f"CableInsertExpert needs keypoints {list(required)}, env has {names}")
+        self.tip_index, self.base_index, self.socket_index = (names.index(k) for k in required)
+        self.hz = float(base.options["control_hz"])
+        self.max_lin = float(base.options["max_linear_speed"])
+        self.hover_height = hover_height
+        self.max_speed = max_speed
+        self.descent_speed = descent_speed
+        self.gain = gain
+        self.align_tolerance = align_tolerance
+        self.settle_motion = settle_motion
+        self.upright_tolerance = upright_tolerance
+        self.upright_gain = upright_gain
+        self.entry_depth = entry_depth
+        self.max_plunge = max_plunge
+        self.patience = patience
+        self.reset()
+
+    def reset(self) -> None:
+        """Start a new episode (forget the rest offset and the phase)."""
+        self.phase = "approach"
+        self.phase_steps = 0
+        self.offset: np.ndarray | None = None  # (3,) rest position of the tip - gripper, m
+        self.prev_tip: np.ndarray | None = None
+        self.entry_z = 0.0
+
+    def _set_phase(self, phase: str) -> None:
+        if phase != self.phase:
+            self.phase, self.phase_steps = phase, 0
+
+    def __call__(self, obs: dict[str, np.ndarray], info: dict[str, Any]) -> np.ndarray:
+        """Action ``(6,)`` float32 in [-1, 1] (linear velocity only) for this step."""
+        keypoints = np.asarray(info["keypoints"], dtype=np.float64)
+        tip, base, socket = (keypoints[i] for i in
+                             (self.tip_index, self.base_index, self.socket_index))
+        pos = np.asarray(obs["gripper_pos"], dtype=np.float64)
+        inside = bool(np.allclose(tip, socket, atol=1e-6))  # the tip keypoint snapped
+        motion = np.inf if self.prev_tip is None else float(np.linalg.norm(tip - self.prev_tip))
+        self.prev_tip = tip.copy()
+        if self.offset is None:
+            self.offset = tip - pos
+        elif not inside and self.phase in ("approach", "align"):
+            self.offset += 0.3 * (tip - pos - self.offset)  # averages the swing out
+        self.phase_steps += 1
+        hover = socket + np.array([0.0, 0.0, self.hover_height])
+        tip_err = (socket - tip)[:2]
+        base_err = (socket - base)[:2]
+        step_down = self.descent_speed / self.hz
+
+        if self.phase == "approach":
+            goal = hover - self.offset
+            if np.linalg.norm(goal - pos) < 0.004:
+                self._set_phase("align")
+        if self.phase == "align":
+            goal = hover - self.offset
+            settled = np.linalg.norm(tip_err) < self.align_tolerance and (
+                motion < self.settle_motion)
+            late = self.phase_steps > self.patience and np.linalg.norm(tip_err) < 0.004
+            if settled or late:
+                self._set_phase("enter")
+        if self.phase == "enter":
+            if inside:
+                self.entry_z = pos[2] - self.entry_depth
+                self._set_phase("upright")
+            elif tip[2] < socket[2] - 0.005:  # went down beside the socket: start over
+                self._set_phase("align")
+                goal = hover - self.offset
+            else:
+                goal = pos.copy()
+                goal[:2] += 0.7 * tip_err
+                goal[2] -= step_down
+        if self.phase == "upright":
+            if not inside:  # popped out
+                self._set_phase("align")
+                goal = hover - self.offset
+            else:
+                goal = pos.copy()
+                goal[:2] += self.upright_gain * base_err
+                goal[2] = self.entry_z
+                if (np.linalg.norm(base_err) < self.upright_tolerance
+                        or self.phase_steps > self.patience):
+                    self._set_phase("insert")
+        if self.phase == "insert":
+            if not inside:  # popped out
+                self._set_phase("align")
+                goal = hover - self.offset
+            else:
+                goal = pos.copy()
+                goal[:2] += 0.6 * base_err
+                goal[2] -= step_down
+                if goal[2] < self.entry_z - self.max_plunge:  # jammed: lift, stand it up again
+                    goal[2] = self.entry_z
+                    self._set_phase("upright")
+
+        vel = self.gain * self.hz * (goal - pos)
+        speed = float(np.linalg.norm(vel))
+        if speed > self.max_speed:
+            vel *= self.max_speed / speed
+        action = np.zeros(6)
+        action[:3] = vel / self.max_lin
+        return np.clip(action, -1.0, 1.0).astype(np.float32)

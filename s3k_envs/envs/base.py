@@ -293,6 +293,16 @@ class MultiViewEnv(gym.Env):
         """Reward, success flag and extra info for the current state."""
         return 0.0, False, {}
 
+    def _keypoint_own_bodies(self) -> list[frozenset[int]]:
+        """Per keypoint, the bodies whose geoms do not occlude it (default: none).
+
+        Keypoints on an object's surface (box corners) own nothing, so the object hides its
+        own far side. A keypoint *inside* a thin part (e.g. on a plug's axis, where a cable
+        joins it) names those parts, so it counts as visible unless something else is in
+        the way.
+        """
+        return [frozenset() for _ in self.keypoint_names]
+
     def _extra_observation_space(self) -> dict[str, spaces.Space]:
         return {}
 
@@ -510,19 +520,37 @@ class MultiViewEnv(gym.Env):
         )
         visible = inside.copy()
         centres = self.data.cam_xpos[self._cam_ids]
+        own = self._keypoint_own_bodies()
+        body_of_geom = self.model.geom_bodyid
         for c in np.nonzero(inside.any(axis=1))[0]:
             ks = np.nonzero(inside[c])[0]
             vec = keypoints[ks] - centres[c]
             dist = np.linalg.norm(vec, axis=1)
-            unit = np.ascontiguousarray((vec / dist[:, None]).reshape(-1))
+            unit = vec / dist[:, None]
             hit = np.empty(len(ks))
             geomid = np.empty(len(ks), dtype=np.int32)
-            # One call per camera: every ray from this camera centre at once.
-            mujoco.mj_multiRay(self.model, self.data, centres[c].copy(), unit,
-                               _VISIBLE_GEOM_GROUPS, 1, -1, geomid, hit, None, len(ks),
-                               float(dist.max()) + 1.0)
-            occluded = (hit >= 0) & (hit < dist - tolerance)
-            visible[c, ks[occluded]] = False
+            # One call for all rays from this camera centre.
+            mujoco.mj_multiRay(self.model, self.data, centres[c].copy(),
+                               np.ascontiguousarray(unit.reshape(-1)), _VISIBLE_GEOM_GROUPS,
+                               1, -1, geomid, hit, None, len(ks), float(dist.max()) + 1.0)
+            for i, k in enumerate(ks):
+                start, travelled, gid = centres[c], hit[i], int(geomid[i])
+                # Parts the keypoint lies inside of do not hide it: continue the ray past
+                # them (a few times at most; thin parts only).
+                for _ in range(4):
+                    if not (0 <= travelled < dist[i] - tolerance and gid >= 0):
+                        break
+                    body = int(body_of_geom[gid])
+                    if body not in own[k]:
+                        break
+                    start = centres[c] + unit[i] * travelled
+                    gid_out = np.zeros(1, dtype=np.int32)
+                    step = mujoco.mj_ray(self.model, self.data, start, unit[i],
+                                         _VISIBLE_GEOM_GROUPS, 1, body, gid_out)
+                    travelled = travelled + step if step >= 0 else -1.0
+                    gid = int(gid_out[0])
+                if 0 <= travelled < dist[i] - tolerance:
+                    visible[c, k] = False
         return visible
 
     def _info(self, keypoints: np.ndarray, success: bool, extra: dict[str, Any],
