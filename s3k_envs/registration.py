@@ -9,6 +9,7 @@ ENV_SPECS: dict[str, tuple[str, int]] = {
     "S3K-Box-v0": ("s3k_envs.envs.box:BoxEnv", 50),
     "S3K-BoxDistractors-v0": ("s3k_envs.envs.distractors:BoxDistractorsEnv", 50),
     "S3K-CableInsert-v0": ("s3k_envs.envs.cable:CableInsertEnv", 40),
+    "S3K-Shoes-v0": ("s3k_envs.envs.shoes:ShoesEnv", 50),
 }
 
 
