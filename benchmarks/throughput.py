@@ -59,7 +59,7 @@ import numpy as np
 import s3k_envs  # noqa: F401  (registers the S3K envs)
 from benchmarks import common
 
-DEFAULT_ENVS = ("S3K-Box-v0", "S3K-BoxDistractors-v0")
+DEFAULT_ENVS = ("S3K-Box-v0", "S3K-BoxDistractors-v0", "S3K-CableInsert-v0", "S3K-Shoes-v0")
 DEFAULT_SIZES = (64, 128, 256)
 DEFAULT_STEPS, QUICK_STEPS = 200, 50
 DEFAULT_REPEATS = 3
