@@ -5,11 +5,17 @@ Sub-commands so far:
 * ``s3k envs`` — list the registered envs with their keypoints and default options.
 * ``s3k demo`` — the scripted demo of every env (videos under ``runs/demo``).
 * ``s3k snapshot ENV_ID [--seed N] [--out FILE.png]`` — one annotated 4-view mosaic.
+* ``s3k demos [--env ID] [--episodes 51] [--out FILE.npz]`` — record expert demonstrations.
+
+Sub-commands that own many options forward everything after their name to the module's
+own ``main(argv)`` (``--help`` works there).
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
+import sys
 from pathlib import Path
 
 import gymnasium as gym
@@ -27,10 +33,11 @@ def _cmd_envs(_: argparse.Namespace) -> None:
         env.close()
 
 
-def _cmd_demo(args: argparse.Namespace) -> None:
-    from s3k_envs.demo import main as demo_main
-
-    demo_main(args.rest)
+#: sub-command -> (module with ``main(argv)``, help)
+FORWARDED: dict[str, tuple[str, str]] = {
+    "demo": ("s3k_envs.demo", "scripted demo of every env (videos under runs/demo)"),
+    "demos": ("agents.demos", "record successful expert demonstrations"),
+}
 
 
 def _cmd_snapshot(args: argparse.Namespace) -> None:
@@ -46,12 +53,16 @@ def _cmd_snapshot(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``s3k`` console script."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] in FORWARDED:
+        # These sub-commands own their options: hand everything after the name over.
+        importlib.import_module(FORWARDED[argv[0]][0]).main(argv[1:])
+        return
     parser = argparse.ArgumentParser(prog="s3k", description="S3K multi-view keypoint envs")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("envs", help="list envs, keypoints and options").set_defaults(func=_cmd_envs)
-    demo = sub.add_parser("demo", help="scripted demo of every env")
-    demo.add_argument("rest", nargs=argparse.REMAINDER)
-    demo.set_defaults(func=_cmd_demo)
+    for name, (_, help_text) in FORWARDED.items():
+        sub.add_parser(name, help=help_text)  # listed in --help; dispatched before parsing
     snap = sub.add_parser("snapshot", help="annotated 4-view PNG of one reset")
     snap.add_argument("env_id")
     snap.add_argument("--seed", type=int, default=0)
