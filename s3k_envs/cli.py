@@ -6,6 +6,9 @@ Sub-commands so far:
 * ``s3k demo`` — the scripted demo of every env (videos under ``runs/demo``).
 * ``s3k snapshot ENV_ID [--seed N] [--out FILE.png]`` — one annotated 4-view mosaic.
 * ``s3k demos [--env ID] [--episodes 51] [--out FILE.npz]`` — record expert demonstrations.
+* ``s3k generate ENV_ID --samples N --labelled M --out DIR`` — a multi-view dataset.
+* ``s3k train --labelled DIR [--unlabelled DIR] --out RUN`` — train an S3K keypoint model.
+* ``s3k evaluate CKPT DATA`` — RMS px / 3D mm errors and an overlay PNG.
 
 Sub-commands that own many options forward everything after their name to the module's
 own ``main(argv)`` (``--help`` works there).
@@ -37,6 +40,9 @@ def _cmd_envs(_: argparse.Namespace) -> None:
 FORWARDED: dict[str, tuple[str, str]] = {
     "demo": ("s3k_envs.demo", "scripted demo of every env (videos under runs/demo)"),
     "demos": ("agents.demos", "record successful expert demonstrations"),
+    "generate": ("s3k_envs.keypoints.data", "generate a labelled/unlabelled multi-view dataset"),
+    "train": ("s3k_envs.keypoints.train", "train an S3K keypoint model"),
+    "evaluate": ("s3k_envs.keypoints.evaluate", "evaluate a keypoint checkpoint on a dataset"),
 }
 
 
