@@ -143,6 +143,17 @@ def test_windowed_mean_picks_the_stronger_mode() -> None:
     assert wvar.item() == pytest.approx(1.5**2, rel=0.05)
 
 
+def test_windowed_moments_on_rectangular_heatmaps_match_square_ones() -> None:
+    uv = torch.tensor([[21.3, 30.7], [40.0, 12.2]], dtype=torch.float64)
+    square = hm.gaussian_heatmaps(uv, 32, 32, 2, 2.5)
+    wide = hm.gaussian_heatmaps(uv, 32, 40, 2, 2.5)
+    a = hm.windowed_moments(square, 2, 7.5)
+    b = hm.windowed_moments(wide, 2, 7.5)
+    for x, y in zip(a, b, strict=True):
+        torch.testing.assert_close(x, y, atol=1e-9, rtol=1e-9)
+    torch.testing.assert_close(a[0], uv, atol=2e-2, rtol=0)
+
+
 # ------------------------------------------------------------------------------ supervised
 
 

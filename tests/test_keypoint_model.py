@@ -315,3 +315,6 @@ def test_cli_train_and_evaluate(tmp_path: Path, tiny_dir: Path) -> None:
         tr.main(["--out", str(run)])  # --labelled is required
     with pytest.raises(FileNotFoundError):
         ev.main([str(run / "nope.pt"), str(tiny_dir)])
+    other = mdl.save_checkpoint(tmp_path / "other.pt", _model(), {**CONFIG, "image_size": [64, 64]})
+    with pytest.raises(ValueError, match=r"box8: has keypoints \['corner_0'.*trained for \['a'"):
+        ev.main([str(other), str(tiny_dir)])

@@ -82,7 +82,7 @@ _FLAT_LIST = re.compile(r"\[(?:\n\s*[^\[\]{}\n]+)+\n\s*\]")
 _FLAT_DICT = re.compile(r"\{(?:\n\s*[^\[\]{}\n]+)+\n\s*\}")
 _ZIP_DATE = (1980, 1, 1, 0, 0, 0)  # fixed member timestamps: identical runs, identical bytes
 
-#: Arrays of every shard: name -> (shape given n, C, H, W, dtype).
+#: Arrays of every shard: name -> (shape given n, C, H, W, K; dtype).
 _SAMPLE_ARRAYS: dict[str, tuple[Any, np.dtype]] = {
     "images": (lambda n, c, h, w, k: (n, c, h, w, 3), np.dtype(np.uint8)),
     "intrinsics": (lambda n, c, h, w, k: (n, c, 3, 3), np.dtype(np.float32)),
@@ -90,7 +90,7 @@ _SAMPLE_ARRAYS: dict[str, tuple[Any, np.dtype]] = {
     "sample_index": (lambda n, c, h, w, k: (n,), np.dtype(np.int64)),
     "labelled": (lambda n, c, h, w, k: (n,), np.dtype(np.bool_)),
 }
-#: Arrays of the labelled rows of a shard: name -> (shape given m, C, H, W, K, dtype).
+#: Arrays of the labelled rows of a shard: name -> (shape given m, C, H, W, K; dtype).
 _LABEL_ARRAYS: dict[str, tuple[Any, np.dtype]] = {
     "label_rows": (lambda m, c, h, w, k: (m,), np.dtype(np.int64)),
     "keypoints_2d": (lambda m, c, h, w, k: (m, c, k, 2), np.dtype(np.float32)),

@@ -273,9 +273,14 @@ def _check_compatible(predictor: KeypointPredictor, arrays: Mapping[str, Any],
             f"expects ({predictor.num_cameras}, {predictor.image_size[0]}, "
             f"{predictor.image_size[1]})"
         )
+    try:
+        names = json.loads((path / "manifest.json").read_text()).get("keypoint_names")
+    except (OSError, ValueError):
+        names = None
     k = arrays["keypoints_2d"].shape[2] if "keypoints_2d" in arrays else None
-    if k is not None and k != len(predictor.keypoint_names):
+    if (names is not None and list(names) != predictor.keypoint_names) or (
+            k is not None and k != len(predictor.keypoint_names)):
         raise ValueError(
-            f"{path}: has {k} keypoints but the model was trained for "
-            f"{len(predictor.keypoint_names)} ({predictor.keypoint_names})"
+            f"{path}: has keypoints {names if names is not None else k} but the model was "
+            f"trained for {predictor.keypoint_names}"
         )

@@ -90,10 +90,11 @@ def peak_cell_centre(probs: torch.Tensor, stride: float) -> torch.Tensor:
 
     No gradient (argmax).
     """
-    h, w = probs.shape[-2:]
-    flat_idx = probs.detach().reshape(*probs.shape[:-2], h * w).argmax(-1)
-    row = torch.div(flat_idx, w, rounding_mode="floor")
-    col = flat_idx - row * w
+    p = probs.detach()
+    w = p.shape[-1]
+    row = p.amax(-1).argmax(-1)  # two small argmaxes: much faster than one over h*w on CPU
+    index = row[..., None, None].expand(*row.shape, 1, w)
+    col = torch.gather(p, -2, index).squeeze(-2).argmax(-1)
     return (torch.stack([col, row], dim=-1).to(probs.dtype) + 0.5) * stride
 
 
@@ -106,31 +107,41 @@ def _coverage(size: int, stride: float, centre: torch.Tensor, radius: float
 
     Returns:
         fraction ``(..., size)`` of each cell inside the interval (0..1) and the centre
-        ``(..., size)`` of the covered part of each cell, px.
+        ``(..., size)`` of the covered part of each cell, px (any value where the fraction
+        is 0).
     """
     edges = torch.arange(size, dtype=centre.dtype, device=centre.device) * stride
     lo = torch.maximum(edges, (centre - radius)[..., None])
     hi = torch.minimum(edges + stride, (centre + radius)[..., None])
-    frac = ((hi - lo) / stride).clamp(0.0, 1.0)
-    mid = torch.where(frac > 0, 0.5 * (lo + hi), edges + 0.5 * stride)
-    return frac, mid
+    return (hi - lo).clamp_(0.0, stride) * (1.0 / stride), (lo + hi) * 0.5
 
 
-def _window_mean(probs: torch.Tensor, stride: float, centre: torch.Tensor, radius: float
-                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _window_mean(probs: torch.Tensor, stride: float, centre: torch.Tensor, radius: float,
+                 with_var: bool = True
+                 ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+    """Moments of ``probs`` inside the window ``centre ± radius`` (``centre (..., 2)`` px)."""
     h, w = probs.shape[-2:]
-    fu, mu = _coverage(w, stride, centre[..., 0], radius)  # (..., w)
-    fv, mv = _coverage(h, stride, centre[..., 1], radius)  # (..., h)
-    windowed = probs * fv[..., :, None] * fu[..., None, :]
-    pu = windowed.sum(-2)  # (..., w)
-    pv = windowed.sum(-1)  # (..., h)
+    if h == w:  # both axes at once: fewer (small) ops
+        frac, mid = _coverage(w, stride, centre, radius)  # (..., 2, w): u then v
+        fu, fv = frac[..., 0, :], frac[..., 1, :]
+    else:
+        fu, mu = _coverage(w, stride, centre[..., 0], radius)
+        fv, mv = _coverage(h, stride, centre[..., 1], radius)
+    pu = (probs * fv[..., :, None]).sum(-2) * fu  # (..., w) window mass per column
+    pv = (probs * fu[..., None, :]).sum(-1) * fv  # (..., h) window mass per row
     mass = pu.sum(-1)
-    safe = mass.clamp_min(1e-12)
-    mean_u = (pu * mu).sum(-1) / safe
-    mean_v = (pv * mv).sum(-1) / safe
-    var_u = (pu * (mu - mean_u[..., None]) ** 2).sum(-1) / safe
-    var_v = (pv * (mv - mean_v[..., None]) ** 2).sum(-1) / safe
-    return torch.stack([mean_u, mean_v], dim=-1), 0.5 * (var_u + var_v), mass
+    inv = (1.0 / mass.clamp_min(1e-12))[..., None]
+    if h == w:
+        marg = torch.stack([pu, pv], dim=-2)  # (..., 2, w)
+        mean = (marg * mid).sum(-1) * inv
+        var = ((marg * (mid - mean[..., None]) ** 2).sum(-1) * inv).mean(-1) if with_var else None
+        return mean, var, mass
+    mean = torch.stack([(pu * mu).sum(-1), (pv * mv).sum(-1)], dim=-1) * inv
+    if not with_var:
+        return mean, None, mass
+    var_u = (pu * (mu - mean[..., 0:1]) ** 2).sum(-1)
+    var_v = (pv * (mv - mean[..., 1:2]) ** 2).sum(-1)
+    return mean, 0.5 * (var_u + var_v) * inv[..., 0], mass
 
 
 def windowed_moments(
@@ -161,10 +172,13 @@ def windowed_moments(
             for a unimodal heatmap, smaller when mass sits elsewhere (a second candidate or
             a wide spread).
     """
-    centre, _, _ = _window_mean(probs, stride, peak_cell_centre(probs, stride), 1.5 * stride)
+    centre, _, _ = _window_mean(probs, stride, peak_cell_centre(probs, stride), 1.5 * stride,
+                                with_var=False)
     for _ in range(iterations - 1):
-        centre, _, _ = _window_mean(probs, stride, centre, radius)
-    return _window_mean(probs, stride, centre, radius)
+        centre, _, _ = _window_mean(probs, stride, centre, radius, with_var=False)
+    mean, var, mass = _window_mean(probs, stride, centre, radius)
+    assert var is not None
+    return mean, var, mass
 
 
 def log_gaussian_heatmaps(

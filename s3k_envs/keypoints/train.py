@@ -366,7 +366,13 @@ def train(
     state_path = out / "train_state.pt"
     state = None
     if state_path.exists():
-        state = torch.load(state_path, map_location="cpu", weights_only=True)
+        try:
+            state = torch.load(state_path, map_location="cpu", weights_only=True)
+        except Exception as exc:
+            raise ValueError(
+                f"{state_path}: cannot be read to resume from ({type(exc).__name__}: "
+                f"{str(exc).splitlines()[0]}); move it away to start the run afresh"
+            ) from exc
         if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
             raise ValueError(f"{state_path}: not an s3k training state")
         if state.get("format_version") != STATE_VERSION:
@@ -411,6 +417,12 @@ def train(
     best = math.inf
     if state is not None:
         payload = validate_checkpoint(state["checkpoint"], state_path)
+        for key in ("keypoint_names", "num_cameras", "image_size"):
+            if payload["config"][key] != mcfg[key]:
+                raise ValueError(
+                    f"{state_path}: the run was trained with {key}={payload['config'][key]!r} "
+                    f"but the data now has {mcfg[key]!r}; use another --out"
+                )
         model.load_state_dict(payload["state_dict"])
         optimizer.load_state_dict(state["optimizer"])
         _set_rng_state(state["rng"], np_rng, gen)
@@ -556,7 +568,8 @@ def train(
         print(f"\ninterrupted at step {step}; saving a checkpoint to resume from")
     finally:
         bar.close()
-    if not interrupted and val is not None and step % cfg.val_every != 0:
+    start_step = state["step"] if state is not None else 0
+    if not interrupted and val is not None and step > start_step and step % cfg.val_every:
         last_val = validate()
         log.write({"step": step, "elapsed_s": elapsed(), **last_val})
     save_state()
@@ -564,7 +577,7 @@ def train(
     summary = {
         "steps": step,
         "elapsed_s": elapsed(),
-        "steps_per_s": (step - (state["step"] if state else 0)) / max(elapsed() - elapsed0, 1e-9),
+        "steps_per_s": (step - start_step) / max(elapsed() - elapsed0, 1e-9),
         "unsup_on_at_progress": unsup_on_at,
         "train_px_ema": sup_px_ema,
         "num_labelled": len(lab),
