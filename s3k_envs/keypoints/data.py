@@ -976,11 +976,23 @@ def _locked(root: Path) -> Iterator[None]:
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def _default_workers() -> int:
+#: Default workers: at most one per this many samples to generate. Starting the worker
+#: processes costs ~3 s (imports, env creation), so on 2 cores a second worker only pays
+#: off beyond ~1,000 samples (docs/datasets.md, "Generation speed").
+SAMPLES_PER_DEFAULT_WORKER = 500
+
+
+def _cores() -> int:
+    """CPU cores this process may use."""
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - macOS, Windows
         return os.cpu_count() or 1
+
+
+def _default_workers(num_samples: int) -> int:
+    """Usable cores, but at most one worker per ``SAMPLES_PER_DEFAULT_WORKER`` samples."""
+    return max(1, min(_cores(), num_samples // SAMPLES_PER_DEFAULT_WORKER))
 
 
 # Worker state of a generation process (one env per process: EGL contexts and fork don't mix).
@@ -996,9 +1008,13 @@ def _exit_with_parent(parent: int) -> None:
             os._exit(1)
 
 
-def _worker_init(params: dict[str, Any]) -> None:
+def _worker_init(params: dict[str, Any], render_threads: int) -> None:
     global _WORKER, _WORKER_ERROR
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C
+    # Mesa's llvmpipe starts one rasteriser thread per core in every process; with several
+    # workers that oversubscribes the cores (2 workers on 2 cores, 2,000 Box samples: 13 s
+    # with one thread each, 15 s without). Read when the env creates its GL context.
+    os.environ.setdefault("LP_NUM_THREADS", str(render_threads))
     threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
     try:
         _WORKER = SampleGenerator(GenerationParams(**params))
@@ -1077,7 +1093,8 @@ def generate_dataset(
         label_cameras: label each labelled sample in this many random cameras (>= 2);
             None labels every camera.
         label_noise_px: std of Gaussian noise added to each label coordinate, pixels.
-        workers: processes (default: usable cores); the bytes do not depend on it.
+        workers: processes (default: the usable cores, but at most one per 500 samples to
+            generate, since starting a worker costs ~3 s); the bytes do not depend on it.
         shard_size: samples per shard file.
         overwrite: replace an existing dataset (complete or not) with other parameters.
         progress: show a tqdm progress bar (stderr).
@@ -1098,81 +1115,97 @@ def generate_dataset(
     params = make_params(env_id, num_samples, num_labelled, image_size=image_size, seed=seed,
                          env_options=env_options, label_cameras=label_cameras,
                          label_noise_px=label_noise_px, shard_size=shard_size)
-    workers = _default_workers() if workers is None else _check_int("workers", workers, 1)
+    if workers is not None:
+        workers = _check_int("workers", workers, 1)
     if command is None:
         command = f"s3k_envs.keypoints.data.generate_dataset({params.to_json()!r})"
     root = Path(out)
     if root.exists() and not root.is_dir():
         raise FileExistsError(f"{root}: exists and is not a directory")
-    root.mkdir(parents=True, exist_ok=True)
-    with _locked(root):
-        manifest_path, progress_path = root / MANIFEST_NAME, root / PROGRESS_NAME
-        wanted = {"format": FORMAT, "format_version": FORMAT_VERSION, **params.to_json()}
-        resume = False
-        if overwrite:
-            pass
-        elif manifest_path.exists():
-            try:
-                old = read_manifest(root)
-            except DatasetError as e:
-                raise FileExistsError(f"{e}; pass --overwrite to replace it") from None
-            diff = _params_diff(old, wanted)
-            if diff:
-                raise FileExistsError(
-                    f"{root}: holds a complete dataset generated with other parameters "
-                    f"({diff}); pass --overwrite to replace it, or choose another --out"
-                )
-            if all((root / s["file"]).is_file() for s in old["shards"]):
-                if progress:
-                    print(f"{root}: a complete dataset with these parameters is already there",
-                          file=sys.stderr)
-                return root
-            resume = True  # same parameters, shards lost: regenerate the missing ones
-        elif progress_path.exists():
-            try:
-                old = json.loads(progress_path.read_text(encoding="utf-8"))
-                diff = _params_diff(old, wanted)
-            except (OSError, ValueError, AttributeError) as e:
-                raise FileExistsError(f"{progress_path}: unreadable ({e}); pass --overwrite "
-                                      "to start again") from None
-            if diff:
-                raise FileExistsError(
-                    f"{root}: holds an incomplete dataset with other parameters ({diff}); "
-                    "rerun with the same parameters to resume it, or pass --overwrite"
-                )
-            import s3k_envs
+    # Creating the env first checks the env id and options before the directory is touched.
+    generator = SampleGenerator(params)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        with _locked(root):
+            if _prepare_directory(root, params, overwrite, progress):
+                return _generate(root, params, generator, workers, progress, command,
+                                 compress)
+            return root
+    finally:
+        generator.close()
 
-            if old.get("s3k_version") != s3k_envs.__version__:
-                raise FileExistsError(
-                    f"{root}: the incomplete dataset there was started by s3k "
-                    f"{old.get('s3k_version')}, this is s3k {s3k_envs.__version__}; pass "
-                    "--overwrite to start again"
-                )
-            resume = True
-        else:
-            others = sorted(p.name for p in root.iterdir() if p.name != LOCK_NAME
-                            and not (p.name.startswith(".") and p.name.endswith(_TMP_SUFFIX)))
-            if others:
-                raise FileExistsError(
-                    f"{root}: not empty ({others[:5]}) and not an s3k dataset; pass "
-                    "--overwrite to write into it anyway"
-                )
-        # Creating the env checks the env id and options before anything is deleted.
-        generator = SampleGenerator(params)
+
+def _prepare_directory(root: Path, params: GenerationParams, overwrite: bool,
+                       progress: bool) -> bool:
+    """Decide what to do with ``root`` (locked); False when a complete dataset with these
+    parameters is already there. Clears it for a fresh start, or keeps its shards to resume.
+
+    Raises:
+        FileExistsError: ``root`` holds another dataset or other files and not ``overwrite``.
+    """
+    manifest_path, progress_path = root / MANIFEST_NAME, root / PROGRESS_NAME
+    wanted = {"format": FORMAT, "format_version": FORMAT_VERSION, **params.to_json()}
+    resume = False
+    if overwrite:
+        pass
+    elif manifest_path.exists():
         try:
-            if not resume:
-                for p in _our_files(root):
-                    p.unlink()
-            else:
-                for p in root.glob(f".*{_TMP_SUFFIX}"):  # left by an interrupted run
-                    p.unlink()
-            return _generate(root, params, generator, workers, progress, command, compress)
-        finally:
-            generator.close()
+            old = read_manifest(root)
+        except DatasetError as e:
+            raise FileExistsError(f"{e}; pass --overwrite to replace it") from None
+        diff = _params_diff(old, wanted)
+        if diff:
+            raise FileExistsError(
+                f"{root}: holds a complete dataset generated with other parameters "
+                f"({diff}); pass --overwrite to replace it, or choose another --out"
+            )
+        if all((root / s["file"]).is_file() for s in old["shards"]):
+            if progress:
+                print(f"{root}: a complete dataset with these parameters is already there",
+                      file=sys.stderr)
+            return False
+        resume = True  # same parameters, shards lost: regenerate the missing ones
+    elif progress_path.exists():
+        try:
+            old = json.loads(progress_path.read_text(encoding="utf-8"))
+            diff = _params_diff(old, wanted)
+        except (OSError, ValueError, AttributeError) as e:
+            raise FileExistsError(f"{progress_path}: unreadable ({e}); pass --overwrite "
+                                  "to start again") from None
+        if diff:
+            raise FileExistsError(
+                f"{root}: holds an incomplete dataset with other parameters ({diff}); "
+                "rerun with the same parameters to resume it, or pass --overwrite"
+            )
+        import s3k_envs
+
+        if old.get("s3k_version") != s3k_envs.__version__:
+            raise FileExistsError(
+                f"{root}: the incomplete dataset there was started by s3k "
+                f"{old.get('s3k_version')}, this is s3k {s3k_envs.__version__}; pass "
+                "--overwrite to start again"
+            )
+        resume = True
+    else:
+        others = sorted(p.name for p in root.iterdir() if p.name != LOCK_NAME
+                        and not (p.name.startswith(".") and p.name.endswith(_TMP_SUFFIX)))
+        if others:
+            raise FileExistsError(
+                f"{root}: not empty ({others[:5]}) and not an s3k dataset; pass "
+                "--overwrite to write into it anyway"
+            )
+    if resume:
+        for p in root.glob(f".*{_TMP_SUFFIX}"):  # left by an interrupted run
+            p.unlink()
+    else:
+        for p in _our_files(root):
+            p.unlink()
+    return True
 
 
-def _generate(root: Path, params: GenerationParams, generator: SampleGenerator, workers: int,
-              progress: bool, command: str | None, compress: bool) -> Path:
+def _generate(root: Path, params: GenerationParams, generator: SampleGenerator,
+              workers: int | None, progress: bool, command: str | None, compress: bool
+              ) -> Path:
     from tqdm import tqdm
 
     import s3k_envs
@@ -1191,6 +1224,8 @@ def _generate(root: Path, params: GenerationParams, generator: SampleGenerator, 
     c, k = generator.num_cameras, len(generator.keypoint_names)
     bar = tqdm(total=params.num_samples, initial=done, unit="sample", disable=not progress,
                desc=f"{params.env_id} -> {root.name}", dynamic_ncols=True, smoothing=0.1)
+    missing = params.num_samples - done
+    workers = _default_workers(missing) if workers is None else workers
     tasks = _tasks(todo, workers)
     workers = min(workers, len(tasks))
     with contextlib.ExitStack() as stack:
@@ -1200,7 +1235,7 @@ def _generate(root: Path, params: GenerationParams, generator: SampleGenerator, 
         else:
             pool = stack.enter_context(
                 _mp_context().Pool(workers, initializer=_worker_init,
-                                   initargs=(params.to_json(),))
+                                   initargs=(params.to_json(), max(1, _cores() // workers)))
             )
             results = pool.imap(_worker_samples, tasks)
         shard_iter = iter(todo)
@@ -1306,7 +1341,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--label-noise", type=float, default=0.0, metavar="PX",
                         help="std of Gaussian pixel noise added to the labels (default 0)")
     parser.add_argument("--workers", type=int, default=None,
-                        help="generation processes (default: number of cores)")
+                        help="generation processes (default: the number of cores, but at "
+                        f"most one per {SAMPLES_PER_DEFAULT_WORKER} samples)")
     parser.add_argument("--shard-size", type=int, default=DEFAULT_SHARD_SIZE,
                         help=f"samples per shard file (default {DEFAULT_SHARD_SIZE})")
     parser.add_argument("--overwrite", action="store_true",
