@@ -7,7 +7,8 @@ and the network alone, for model variants that differ in what the issue asked to
 * ``stride`` — heatmaps at full resolution (1), 1/2 (2, the default) or 1/4 (4);
 * ``skip`` — U-Net skip connections by concatenation or by addition (the default);
 * ``fused`` — BatchNorm folded into the convolutions (the predictor's default);
-* ``channels_last`` — NHWC memory format (the predictor's default).
+* ``channels_last`` — NHWC memory format (the predictor's default);
+* ``stem2-res2`` — two convs at the first resolution and two ResNet blocks instead of one.
 
 Timing does not depend on the weights, so the variants are freshly initialised models (or
 ``--checkpoint``'s). Variants are interleaved within each repeat so that they all see the
@@ -39,6 +40,7 @@ import torch
 from benchmarks import common
 from s3k_envs.keypoints.model import build_model, load_checkpoint
 from s3k_envs.keypoints.predictor import KeypointPredictor
+from s3k_envs.keypoints.train import TrainConfig
 
 TARGET_MS = 10.0
 CSV_COLUMNS = (
@@ -60,13 +62,15 @@ def _variants(quick: bool) -> list[dict[str, Any]]:
         dict(stride=2, skip="concat", fused=True, channels_last=True),
         dict(stride=4, skip="add", fused=True, channels_last=True),
         dict(stride=1, skip="add", fused=True, channels_last=True),
+        dict(stride=2, skip="add", fused=True, channels_last=True, stem_convs=2, res_blocks=2),
     ]
     return out[:3] if quick else out
 
 
 def _name(v: dict[str, Any]) -> str:
+    extra = "-stem2-res2" if v.get("res_blocks") == 2 else ""
     return (f"stride{v['stride']}-{v['skip']}-{'fused' if v['fused'] else 'bn'}-"
-            f"{'nhwc' if v['channels_last'] else 'nchw'}")
+            f"{'nhwc' if v['channels_last'] else 'nchw'}{extra}")
 
 
 def _make_predictor(v: dict[str, Any], size: int, cams: int, checkpoint: Path | None
@@ -75,10 +79,12 @@ def _make_predictor(v: dict[str, Any], size: int, cams: int, checkpoint: Path | 
         model, config = load_checkpoint(checkpoint)
         config = {**config}
     else:
+        d = TrainConfig()
         config = {"keypoint_names": ["a", "b", "c"], "num_cameras": cams,
-                  "image_size": [size, size], "sigma": 2.5, "stride": v["stride"],
-                  "channels": [16, 32, 32, 32], "res_blocks": 2, "res_channels": 32,
-                  "skip": v["skip"], "window_px": 7.5}
+                  "image_size": [size, size], "sigma": d.sigma, "stride": v["stride"],
+                  "channels": d.channels, "res_blocks": v.get("res_blocks", d.res_blocks),
+                  "res_channels": d.res_channels, "skip": v["skip"],
+                  "stem_convs": v.get("stem_convs", d.stem_convs), "window_px": d.window_px}
         torch.manual_seed(0)
         model = build_model(config)
     return KeypointPredictor(model, config, fuse=v["fused"], channels_last=v["channels_last"])
@@ -98,7 +104,7 @@ def _inputs(batch: int, cams: int, size: int, seed: int) -> tuple[np.ndarray, ..
 def run(size: int, cams: int, batches: Sequence[int], calls: int, repeats: int, warmup: int,
         threads: int, quick: bool, checkpoint: Path | None) -> list[dict[str, Any]]:
     torch.set_num_threads(threads)
-    variants = [v for v in _variants(quick)]
+    variants = _variants(quick)
     if checkpoint is not None:
         variants = variants[:1]
     preds = [_make_predictor(v, size, cams, checkpoint) for v in variants]

@@ -215,6 +215,26 @@ def test_predictor_shapes_and_input_checks(tmp_path: Path,
         pred.predict(imgs, intr, extr[:1])
 
 
+def test_fast_decode_matches_torch_decode(tiny_data: dict[str, np.ndarray]) -> None:
+    from s3k_envs.keypoints.predictor import decode_for_inference, decode_heatmaps
+
+    torch.manual_seed(0)
+    logits = torch.randn(3, 4, 3, SIZE // 2, SIZE // 2) * 0.5
+    logits[..., 10:13, 20:23] += 6.0  # a peak and a weaker second mode
+    logits[..., 25, 5] += 5.0
+    intr = torch.from_numpy(tiny_data["intrinsics"][:3]).double()
+    extr = torch.from_numpy(tiny_data["extrinsics"][:3]).double()
+    for window in (7.5, None):
+        ref = decode_heatmaps(logits, intr, extr, 2.5, 2, window)
+        points, uv, conf, probs = decode_for_inference(logits, intr.numpy(), extr.numpy(),
+                                                       2.5, 2, window)
+        probs = probs.numpy()
+        np.testing.assert_allclose(uv, ref.keypoints_2d.numpy(), atol=1e-3)
+        np.testing.assert_allclose(conf, ref.confidence.numpy(), atol=1e-5)
+        np.testing.assert_allclose(points, ref.points_3d.numpy(), atol=1e-5)
+        np.testing.assert_allclose(probs, ref.probs.numpy(), atol=1e-6)
+
+
 # ------------------------------------------------------------------------------ training
 
 

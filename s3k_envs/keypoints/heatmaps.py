@@ -55,7 +55,10 @@ def log_spatial_softmax(logits: torch.Tensor) -> torch.Tensor:
 
 def spatial_softmax(logits: torch.Tensor) -> torch.Tensor:
     """``P = softmax`` over the two last (spatial) dimensions: ``(..., h, w)`` -> same shape."""
-    return log_spatial_softmax(logits).exp()
+    if logits.ndim < 2:
+        raise ValueError(f"logits: expected shape (..., h, w), got {tuple(logits.shape)}")
+    shape = logits.shape
+    return torch.softmax(logits.reshape(*shape[:-2], shape[-2] * shape[-1]), -1).reshape(shape)
 
 
 def heatmap_moments(

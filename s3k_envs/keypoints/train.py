@@ -112,9 +112,10 @@ class TrainConfig:
     # model
     stride: int = 2
     channels: list[int] = field(default_factory=lambda: [16, 32, 32, 32])
-    res_blocks: int = 2
+    res_blocks: int = 1
     res_channels: int = 32
     skip: str = "add"
+    stem_convs: int = 1
     # augmentation
     aug_color: float = 0.2
     aug_rotate_deg: float = 10.0
@@ -255,6 +256,7 @@ def model_config(cfg: TrainConfig, keypoint_names: Sequence[str], num_cameras: i
         "res_blocks": int(cfg.res_blocks),
         "res_channels": int(cfg.res_channels),
         "skip": cfg.skip,
+        "stem_convs": int(cfg.stem_convs),
         "window_px": cfg.window_px,
         "env_id": env_id,
     }
@@ -630,6 +632,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--channels", type=int, nargs="+", default=d.channels)
     g.add_argument("--res-blocks", type=int, default=d.res_blocks)
     g.add_argument("--skip", choices=("add", "concat"), default=d.skip)
+    g.add_argument("--stem-convs", type=int, choices=(1, 2), default=d.stem_convs)
+    g.add_argument("--res-channels", type=int, default=d.res_channels)
     g = p.add_argument_group("augmentation (calibration-consistent)")
     g.add_argument("--aug-color", type=float, default=d.aug_color)
     g.add_argument("--aug-rotate-deg", type=float, default=d.aug_rotate_deg)
