@@ -252,6 +252,31 @@ def test_workers_give_identical_bytes(tmp_path):
         assert a[key].dtype == b[key].dtype and a[key].tobytes() == b[key].tobytes(), key
 
 
+def test_expert_rollouts_move_the_scene_and_stay_deterministic(tmp_path, ref_dataset):
+    """--rollout-steps records states along the expert's path; same bytes with 1 or 2
+    workers; older manifests without the rollout entries still read as rollout_steps=0."""
+    kwargs = dict(num_samples=6, num_labelled=6, shard_size=3, rollout_steps=8,
+                  rollout_noise=0.3)
+    one = _generate(tmp_path / "r1", workers=1, **kwargs)
+    two = _generate(tmp_path / "r2", workers=2, **kwargs)
+    assert _shard_bytes(one) == _shard_bytes(two)
+    moved = load_arrays(one)
+    still = load_arrays(ref_dataset)
+    # Same reset seeds as the first 6 reference samples; the expert moves the gripper, so
+    # the images differ for every sample whose drawn step count was not 0.
+    differ = [not np.array_equal(moved["images"][i], still["images"][i]) for i in range(6)]
+    assert sum(differ) >= 4
+    man = json.loads((one / "manifest.json").read_text())
+    assert man["rollout_steps"] == 8 and man["rollout_noise"] == 0.3
+    # A manifest from before the rollout options existed still means "no rollout".
+    old = json.loads((ref_dataset / "manifest.json").read_text())
+    old.pop("rollout_steps", None)
+    old.pop("rollout_noise", None)
+    assert data.SampleGenerator.from_manifest(old).params.rollout_steps == 0
+    with pytest.raises(ValueError, match="rollout_steps"):
+        _generate(tmp_path / "bad", rollout_steps=-1)
+
+
 def test_compressed_shards_hold_the_same_arrays(tmp_path, ref_dataset):
     out = _generate(tmp_path / "z", compress=True)
     with zipfile.ZipFile(out / "shard_00000.npz") as zf:

@@ -58,7 +58,7 @@ import time
 import zipfile
 import zlib
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import MISSING, asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -166,6 +166,12 @@ class GenerationParams:
         label_noise_px: standard deviation of the Gaussian noise added to each label
             coordinate, pixels.
         shard_size: samples per shard.
+        rollout_steps: if > 0, each sample runs the env's scripted expert
+            (``agents.demos.make_expert``) for a number of steps drawn uniformly from
+            ``0..rollout_steps`` after the reset, so the data covers the states a task passes
+            through (gripper near the object, plug in the socket), not only initial states.
+        rollout_noise: std of Gaussian noise added to the expert's actions (in [-1, 1]
+            action units) during the rollout, for states off the expert's path.
     """
 
     env_id: str
@@ -176,6 +182,8 @@ class GenerationParams:
     label_cameras: int | None
     label_noise_px: float
     shard_size: int
+    rollout_steps: int = 0
+    rollout_noise: float = 0.0
 
     def to_json(self) -> dict[str, Any]:
         """Plain JSON-able dict (the keys of the manifest they fill)."""
@@ -209,6 +217,8 @@ def make_params(
     label_cameras: int | None = None,
     label_noise_px: float = 0.0,
     shard_size: int = DEFAULT_SHARD_SIZE,
+    rollout_steps: int = 0,
+    rollout_noise: float = 0.0,
 ) -> GenerationParams:
     """Validate generation arguments (see :func:`generate_dataset`) into parameters.
 
@@ -237,6 +247,13 @@ def make_params(
         noise = math.nan
     if not (math.isfinite(noise) and noise >= 0):
         raise ValueError(f"label_noise_px: expected a finite value >= 0, got {label_noise_px!r}")
+    rollout_steps = _check_int("rollout_steps", rollout_steps, 0)
+    try:
+        rnoise = float(rollout_noise)
+    except (TypeError, ValueError):
+        rnoise = math.nan
+    if not (math.isfinite(rnoise) and rnoise >= 0):
+        raise ValueError(f"rollout_noise: expected a finite value >= 0, got {rollout_noise!r}")
     options = dict(env_options or {})
     for key in options:
         if not isinstance(key, str):
@@ -262,6 +279,8 @@ def make_params(
         label_cameras=label_cameras,
         label_noise_px=noise,
         shard_size=_check_int("shard_size", shard_size, 1),
+        rollout_steps=rollout_steps,
+        rollout_noise=rnoise,
     )
 
 
@@ -293,6 +312,7 @@ class SampleGenerator:
 
     def __init__(self, params: GenerationParams) -> None:
         self.params = params
+        self._expert: Any = None
         self.env = make_env(params.env_id, params.env_options)
         try:
             space = self.env.observation_space
@@ -325,7 +345,8 @@ class SampleGenerator:
     def from_manifest(cls, manifest: Mapping[str, Any]) -> SampleGenerator:
         """A generator that reproduces the samples of an existing dataset."""
         keys = GenerationParams.__dataclass_fields__
-        return cls(GenerationParams(**{k: manifest[k] for k in keys}))
+        # Entries added in later versions (rollout_*) default when an older manifest lacks them.
+        return cls(GenerationParams(**{k: manifest[k] for k in keys if k in manifest}))
 
     def sample(self, index: int) -> dict[str, Any]:
         """Sample ``index``: images and calibration, plus labels if ``index < num_labelled``.
@@ -338,6 +359,8 @@ class SampleGenerator:
         """
         p = self.params
         obs, info = self.env.reset(seed=sample_seed(p.seed, index))
+        if p.rollout_steps > 0:
+            obs, info = self._rollout(index, obs, info)
         out: dict[str, Any] = {
             "images": np.array(obs["images"], dtype=np.uint8),
             "intrinsics": np.array(obs["intrinsics"], dtype=np.float32),
@@ -346,6 +369,27 @@ class SampleGenerator:
         if index < p.num_labelled:
             out.update(self._labels(index, info))
         return out
+
+    def _rollout(self, index: int, obs: Any, info: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+        """Run the scripted expert (plus action noise) for a random number of steps."""
+        from agents.demos import make_expert
+
+        p = self.params
+        if self._expert is None:
+            self._expert = make_expert(self.env)
+        self._expert.reset()
+        # Its own stream (not the label stream), fixed by (seed, index): same bytes anywhere.
+        rng = np.random.default_rng(np.random.SeedSequence([p.seed, index, 0x5EED]))
+        steps = int(rng.integers(0, p.rollout_steps + 1))
+        for _ in range(steps):
+            action = np.asarray(self._expert(obs, info), dtype=np.float64)
+            action = action + p.rollout_noise * rng.standard_normal(action.shape)
+            low, high = self.env.action_space.low, self.env.action_space.high
+            obs, _, terminated, truncated, info = self.env.step(
+                np.clip(action, low, high).astype(self.env.action_space.dtype))
+            if terminated or truncated:
+                break
+        return obs, info
 
     def _labels(self, index: int, info: Mapping[str, Any]) -> dict[str, np.ndarray]:
         p = self.params
@@ -933,6 +977,8 @@ def _plan_manifest(params: GenerationParams, generator: SampleGenerator,
         "label_cameras": p["label_cameras"],
         "label_noise_px": p["label_noise_px"],
         "shard_size": p["shard_size"],
+        "rollout_steps": p["rollout_steps"],
+        "rollout_noise": p["rollout_noise"],
         "shards": shard_layout(params.num_samples, params.shard_size),
         "labelled_indices": list(range(params.num_labelled)),
         "created_with": _created_with(command),
@@ -941,8 +987,10 @@ def _plan_manifest(params: GenerationParams, generator: SampleGenerator,
 
 def _params_key(doc: Mapping[str, Any]) -> dict[str, Any]:
     """The entries of a manifest / progress file that determine the content."""
-    keys = ("format", "format_version", *GenerationParams.__dataclass_fields__)
-    return {k: doc.get(k) for k in keys}
+    fields = GenerationParams.__dataclass_fields__
+    defaults = {k: f.default for k, f in fields.items() if f.default is not MISSING}
+    keys = ("format", "format_version", *fields)
+    return {k: doc.get(k, defaults.get(k)) for k in keys}
 
 
 def _params_diff(old: Mapping[str, Any], new: Mapping[str, Any]) -> str:
@@ -1071,6 +1119,8 @@ def generate_dataset(
     env_options: Mapping[str, Any] | None = None,
     label_cameras: int | None = None,
     label_noise_px: float = 0.0,
+    rollout_steps: int = 0,
+    rollout_noise: float = 0.0,
     workers: int | None = None,
     shard_size: int = DEFAULT_SHARD_SIZE,
     overwrite: bool = False,
@@ -1093,6 +1143,9 @@ def generate_dataset(
         label_cameras: label each labelled sample in this many random cameras (>= 2);
             None labels every camera.
         label_noise_px: std of Gaussian noise added to each label coordinate, pixels.
+        rollout_steps: run the env's scripted expert for ``0..rollout_steps`` random steps
+            after each reset before recording (0: record reset states).
+        rollout_noise: std of Gaussian noise on the expert's actions during the rollout.
         workers: processes (default: the usable cores, but at most one per 500 samples to
             generate, since starting a worker costs ~3 s); the bytes do not depend on it.
         shard_size: samples per shard file.
@@ -1114,7 +1167,8 @@ def generate_dataset(
     """
     params = make_params(env_id, num_samples, num_labelled, image_size=image_size, seed=seed,
                          env_options=env_options, label_cameras=label_cameras,
-                         label_noise_px=label_noise_px, shard_size=shard_size)
+                         label_noise_px=label_noise_px, shard_size=shard_size,
+                         rollout_steps=rollout_steps, rollout_noise=rollout_noise)
     if workers is not None:
         workers = _check_int("workers", workers, 1)
     if command is None:
@@ -1340,6 +1394,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="label each labelled sample in N random cameras (>= 2; default all)")
     parser.add_argument("--label-noise", type=float, default=0.0, metavar="PX",
                         help="std of Gaussian pixel noise added to the labels (default 0)")
+    parser.add_argument("--rollout-steps", type=int, default=0, metavar="T",
+                        help="run the env's scripted expert for 0..T random steps after each "
+                        "reset before recording, to cover the states of the task (default 0)")
+    parser.add_argument("--rollout-noise", type=float, default=0.0, metavar="STD",
+                        help="Gaussian noise on the expert's actions during the rollout")
     parser.add_argument("--workers", type=int, default=None,
                         help="generation processes (default: the number of cores, but at "
                         f"most one per {SAMPLES_PER_DEFAULT_WORKER} samples)")
@@ -1368,7 +1427,8 @@ def main(argv: list[str] | None = None) -> Path:
     out = generate_dataset(
         args.out, args.env_id, args.samples, labelled, image_size=args.image_size,
         seed=args.seed, env_options=options, label_cameras=args.label_cameras,
-        label_noise_px=args.label_noise, workers=args.workers, shard_size=args.shard_size,
+        label_noise_px=args.label_noise, rollout_steps=args.rollout_steps,
+        rollout_noise=args.rollout_noise, workers=args.workers, shard_size=args.shard_size,
         overwrite=args.overwrite, progress=not args.no_progress,
         command=shlex.join(["s3k", "generate", *argv]), compress=args.compress,
     )

@@ -1,0 +1,30 @@
+"""Wrappers that turn pixels into keypoints, keypoints into rewards, and any MuJoCo env into a
+calibrated multi-view env.
+
+* :class:`KeypointObservation` (``keypoints.py``): images + calibration -> 3D keypoints.
+* :class:`KeypointReward` (``rewards.py``): reward and success from keypoint distances.
+* :class:`MultiViewCameras` (``multiview.py``): a randomized calibrated camera rig for any
+  MuJoCo-based Gymnasium env.
+
+Imported lazily so that ``import s3k_envs.wrappers`` does not pull in torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "KeypointObservation": "s3k_envs.wrappers.keypoints",
+    "KeypointReward": "s3k_envs.wrappers.rewards",
+    "KeypointTerm": "s3k_envs.wrappers.rewards",
+    "MultiViewCameras": "s3k_envs.wrappers.multiview",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 's3k_envs.wrappers' has no attribute {name!r}")
