@@ -13,6 +13,7 @@ if not os.environ.get("DISPLAY") and "MUJOCO_GL" not in os.environ:
     os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
 
 from s3k_envs.registration import ENV_SPECS, register_envs
+from s3k_envs.wrappers import multiview as _multiview  # noqa: F401  (registers S3K-Pusher-v0)
 
 register_envs()
 

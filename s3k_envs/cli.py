@@ -3,7 +3,8 @@
 Sub-commands so far:
 
 * ``s3k envs`` — list the registered envs with their keypoints and default options.
-* ``s3k demo`` — the scripted demo of every env (videos under ``runs/demo``).
+* ``s3k demo [--env ID] [--minutes M]`` — the main job: generate -> train -> evaluate -> act
+  on predicted keypoints, on one env (``--tour``: every env's scripted expert, no training).
 * ``s3k snapshot ENV_ID [--seed N] [--out FILE.png]`` — one annotated 4-view mosaic.
 * ``s3k demos [--env ID] [--episodes 51] [--out FILE.npz]`` — record expert demonstrations.
 * ``s3k generate ENV_ID --samples N --labelled M --out DIR`` — a multi-view dataset.
@@ -20,6 +21,7 @@ import argparse
 import importlib
 import sys
 from pathlib import Path
+from typing import Any
 
 import gymnasium as gym
 
@@ -38,7 +40,7 @@ def _cmd_envs(_: argparse.Namespace) -> None:
 
 #: sub-command -> (module with ``main(argv)``, help)
 FORWARDED: dict[str, tuple[str, str]] = {
-    "demo": ("s3k_envs.demo", "scripted demo of every env (videos under runs/demo)"),
+    "demo": ("s3k_envs.demo", "end-to-end demo: data, training, evaluation, keypoint policy"),
     "demos": ("agents.demos", "record successful expert demonstrations"),
     "generate": ("s3k_envs.keypoints.data", "generate a labelled/unlabelled multi-view dataset"),
     "train": ("s3k_envs.keypoints.train", "train an S3K keypoint model"),
@@ -57,13 +59,13 @@ def _cmd_snapshot(args: argparse.Namespace) -> None:
     print(path)
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Entry point of the ``s3k`` console script."""
+def main(argv: list[str] | None = None) -> Any:
+    """Entry point of the ``s3k`` console script; returns what a forwarded sub-command's
+    ``main`` returns (e.g. the demo's summary dict), else None."""
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv and argv[0] in FORWARDED:
         # These sub-commands own their options: hand everything after the name over.
-        importlib.import_module(FORWARDED[argv[0]][0]).main(argv[1:])
-        return
+        return importlib.import_module(FORWARDED[argv[0]][0]).main(argv[1:])
     parser = argparse.ArgumentParser(prog="s3k", description="S3K multi-view keypoint envs")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("envs", help="list envs, keypoints and options").set_defaults(func=_cmd_envs)
@@ -77,7 +79,15 @@ def main(argv: list[str] | None = None) -> None:
     snap.set_defaults(func=_cmd_snapshot)
     args = parser.parse_args(argv)
     args.func(args)
+    return None
 
 
 if __name__ == "__main__":
     main()
+
+
+def console_main() -> int:
+    """The installed ``s3k`` script: :func:`main` with exit status 0 (its return value is
+    for Python callers; ``sys.exit`` would print a returned dict and exit with 1)."""
+    main()
+    return 0

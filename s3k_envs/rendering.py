@@ -14,6 +14,7 @@ from __future__ import annotations
 import atexit
 import math
 import weakref
+from collections.abc import Sequence
 
 import mujoco
 import numpy as np
@@ -99,6 +100,56 @@ class MultiViewRenderer:
             mujoco.mjv_updateScene(self.model, data, self.option, self._pert, self._camera,
                                    cat, self._scene)
             mujoco.mjr_render(self._viewport(c), self._scene, self._ctx)
+        return self._read_tiles(num, out)
+
+    def render_free(self, data: mujoco.MjData, cameras: Sequence[mujoco.MjvCamera],
+                    fovy: Sequence[float], out: np.ndarray | None = None) -> np.ndarray:
+        """Render free cameras, i.e. views that are not cameras of the model.
+
+        Each ``mujoco.MjvCamera`` of type ``mjCAMERA_FREE`` is placed by MuJoCo from its
+        ``lookat`` (3,) m, ``distance`` m, ``azimuth`` and ``elevation`` (degrees); its
+        vertical field of view is ``fovy[c]`` degrees (MuJoCo gives every free camera
+        ``model.vis.global_.fovy``: it is set per view while the scene is built and
+        restored before returning, so the model is left as it was).
+
+        Args:
+            data: the state to draw.
+            cameras: C free cameras.
+            fovy: ``(C,)`` vertical fields of view in degrees, in (0, 180).
+            out: optional ``(C, H, W, 3)`` uint8 array to write into.
+
+        Returns:
+            ``(C, H, W, 3)`` uint8, row 0 = top of each image.
+        """
+        if self._ctx is None:
+            raise RuntimeError("render_free() called after close()")
+        num = len(cameras)
+        if num > self.num_views:
+            raise ValueError(f"renderer was built for {self.num_views} views, got {num}")
+        fovy = [float(f) for f in fovy]
+        if len(fovy) != num or not all(0.0 < f < 180.0 for f in fovy):
+            raise ValueError(f"fovy: expected {num} angles in (0, 180) degrees, got {fovy}")
+        free = mujoco.mjtCamera.mjCAMERA_FREE.value
+        if any(int(cam.type) != free for cam in cameras):
+            raise ValueError("cameras: expected mujoco.MjvCamera objects of type mjCAMERA_FREE")
+        if out is None:
+            out = np.empty((num, self.height, self.width, 3), dtype=np.uint8)
+        self._gl.make_current()
+        cat = mujoco.mjtCatBit.mjCAT_ALL.value
+        vis = self.model.vis.global_
+        saved_fovy = vis.fovy
+        try:
+            for c, cam in enumerate(cameras):
+                vis.fovy = fovy[c]
+                mujoco.mjv_updateScene(self.model, data, self.option, self._pert, cam, cat,
+                                       self._scene)
+                mujoco.mjr_render(self._viewport(c), self._scene, self._ctx)
+        finally:
+            vis.fovy = saved_fovy
+        return self._read_tiles(num, out)
+
+    def _read_tiles(self, num: int, out: np.ndarray) -> np.ndarray:
+        """Read the framebuffer once and copy the first ``num`` tiles into ``out``."""
         mujoco.mjr_readPixels(self._buffer, None, self._full, self._ctx)
         # OpenGL rows run bottom-up: tile (r, col) with r counted from the top is found at
         # buffer rows counted from the bottom.

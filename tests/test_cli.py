@@ -26,11 +26,32 @@ def test_snapshot_writes_mosaic(tmp_path: Path) -> None:
     assert image.shape == (2 * 32 + 2, 2 * 32 + 2, 3) and image.std() > 5
 
 
-def test_demo_main_job_succeeds_and_writes_video(tmp_path: Path) -> None:
-    cli.main(["demo", "--envs", "S3K-Box-v0", "--image-size", "32", "--out", str(tmp_path)])
+def test_demo_tour_succeeds_and_writes_video(tmp_path: Path) -> None:
+    cli.main(["demo", "--tour", "--envs", "S3K-Box-v0", "--image-size", "32", "--out",
+              str(tmp_path)])
     frames = imageio.mimread(tmp_path / "S3K-Box-v0.mp4")
     assert len(frames) > 3 and np.asarray(frames[0]).std() > 5
     assert (tmp_path / "S3K-Box-v0.png").exists()
+
+
+def test_demo_pipeline_end_to_end_train_wrap_step(tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """The main job on tiny settings: generate -> train -> evaluate -> keypoint wrappers ->
+    expert on predicted keypoints -> video + summary (accuracy is not the point here)."""
+    summary = cli.main(["demo", "--env", "S3K-Box-v0", "--image-size", "32", "--samples", "12",
+                        "--labelled", "6", "--test-samples", "4", "--minutes", "0.05",
+                        "--episodes", "1", "--rollout-steps", "2", "--workers", "1",
+                        "--threads", "1", "--out", str(tmp_path)])
+    assert summary["train"]["steps"] > 0
+    assert summary["train"]["labelled"] == 6 and summary["train"]["unlabelled"] == 6
+    assert summary["test"]["samples"] == 4 and np.isfinite(summary["test"]["median_mm"])
+    policy = summary["policy"]
+    assert policy["episodes"] == 1 and policy["mean_steps"] >= 1
+    assert np.isfinite(policy["error_mm_median"])
+    frames = imageio.mimread(policy["video"])
+    assert len(frames) >= 2 and np.asarray(frames[0]).shape == (2 * 32 + 2, 2 * 32 + 2, 3)
+    assert (tmp_path / "summary.json").exists() and (tmp_path / "eval" / "overlays.png").exists()
+    assert "S3K demo on S3K-Box-v0" in capsys.readouterr().out
 
 
 def test_demos_forwards_options(tmp_path: Path) -> None:

@@ -170,6 +170,8 @@ class GenerationParams:
             (``agents.demos.make_expert``) for a number of steps drawn uniformly from
             ``0..rollout_steps`` after the reset, so the data covers the states a task passes
             through (gripper near the object, plug in the socket), not only initial states.
+            Envs without a scripted expert (e.g. wrapped with ``MultiViewCameras``) take
+            uniformly random actions instead.
         rollout_noise: std of Gaussian noise added to the expert's actions (in [-1, 1]
             action units) during the rollout, for states off the expert's path.
     """
@@ -285,11 +287,20 @@ def make_params(
 
 
 # ---------------------------------------------------------------------------- sampling
+def _multiview_hint(env_id: str) -> str:
+    """How to turn a MuJoCo env without cameras into one ``s3k generate`` takes."""
+    return ("For a MuJoCo env without cameras, attach a calibrated camera rig with "
+            "s3k_envs.wrappers.MultiViewCameras, registered as an id by "
+            "s3k_envs.wrappers.multiview.register_multiview('MyEnv-MultiView-v0', "
+            f"{env_id!r}, keypoints=[...]) (docs/plugging-into-your-env.md)")
+
+
 def make_env(env_id: str, env_options: Mapping[str, Any]) -> Any:
     """``gymnasium.make(env_id, **env_options)`` without the passive checker.
 
     Raises:
-        ValueError: unknown env id, or the env's own error for unknown/bad options.
+        ValueError: unknown env id, an env that does not take the options (e.g. not a
+            multi-view env: it has no ``image_size``), or the env's own error for bad options.
     """
     import gymnasium as gym
 
@@ -299,8 +310,43 @@ def make_env(env_id: str, env_options: Mapping[str, Any]) -> Any:
         return gym.make(env_id, disable_env_checker=True, **dict(env_options))
     except gym.error.Error as e:  # unknown id / namespace / version
         raise ValueError(
-            f"env_id {env_id!r}: {e} (S3K envs: {sorted(s3k_envs.ENV_SPECS)})"
+            f"env_id {env_id!r}: {e} (S3K envs: {sorted(s3k_envs.ENV_SPECS)}; MuJoCo envs "
+            f"with a camera rig: {sorted(s3k_envs.wrappers.multiview.EXAMPLES)})"
         ) from None
+    except TypeError as e:  # e.g. "unexpected keyword argument 'image_size'"
+        raise ValueError(
+            f"{env_id}: gymnasium.make({env_id!r}, **{dict(env_options)!r}) failed ({e}); "
+            "`s3k generate` expects a multi-view env (observation dict with 'images', "
+            f"'intrinsics' and 'extrinsics') that takes these options. {_multiview_hint(env_id)}"
+        ) from e
+
+
+#: Rollout policy of envs without a scripted expert: uniform random actions.
+_RANDOM_ACTIONS = "random actions"
+
+
+def _rollout_policy(env: Any) -> Any:
+    """The scripted expert of an S3K env (``agents.demos.make_expert``), or
+    ``_RANDOM_ACTIONS`` for any other env with a bounded ``Box`` action space.
+
+    Raises:
+        ValueError: an env without an expert whose action space is not a bounded ``Box``.
+    """
+    from gymnasium import spaces
+
+    from s3k_envs.envs.base import MultiViewEnv
+
+    if isinstance(env.unwrapped, MultiViewEnv):
+        from agents.demos import make_expert
+
+        return make_expert(env)
+    space = env.action_space
+    if not (isinstance(space, spaces.Box) and space.is_bounded("both")):
+        raise ValueError(
+            f"rollout_steps: {type(env.unwrapped).__name__} has no scripted expert, and "
+            f"random actions need a bounded Box action space, got {space}"
+        )
+    return _RANDOM_ACTIONS
 
 
 class SampleGenerator:
@@ -322,7 +368,8 @@ class SampleGenerator:
             self.env.close()
             raise ValueError(
                 f"{params.env_id}: expected a multi-view env whose observation dict has "
-                f"'images', 'intrinsics' and 'extrinsics', got {self.env.observation_space}"
+                f"'images', 'intrinsics' and 'extrinsics', got {self.env.observation_space}. "
+                f"{_multiview_hint(params.env_id)}"
             ) from None
         c, h, w, _ = shapes["images"]
         self.num_cameras, self.image_size = int(c), (int(h), int(w))
@@ -371,20 +418,24 @@ class SampleGenerator:
         return out
 
     def _rollout(self, index: int, obs: Any, info: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
-        """Run the scripted expert (plus action noise) for a random number of steps."""
-        from agents.demos import make_expert
-
+        """Run the scripted expert (plus action noise) for a random number of steps; envs
+        without one (e.g. other people's envs wrapped with ``MultiViewCameras``) take
+        uniformly random actions instead."""
         p = self.params
         if self._expert is None:
-            self._expert = make_expert(self.env)
-        self._expert.reset()
+            self._expert = _rollout_policy(self.env)
+        if self._expert is not _RANDOM_ACTIONS:
+            self._expert.reset()
         # Its own stream (not the label stream), fixed by (seed, index): same bytes anywhere.
         rng = np.random.default_rng(np.random.SeedSequence([p.seed, index, 0x5EED]))
         steps = int(rng.integers(0, p.rollout_steps + 1))
         for _ in range(steps):
-            action = np.asarray(self._expert(obs, info), dtype=np.float64)
-            action = action + p.rollout_noise * rng.standard_normal(action.shape)
             low, high = self.env.action_space.low, self.env.action_space.high
+            if self._expert is _RANDOM_ACTIONS:
+                action = rng.uniform(low, high)
+            else:
+                action = np.asarray(self._expert(obs, info), dtype=np.float64)
+                action = action + p.rollout_noise * rng.standard_normal(action.shape)
             obs, _, terminated, truncated, info = self.env.step(
                 np.clip(action, low, high).astype(self.env.action_space.dtype))
             if terminated or truncated:
@@ -1056,7 +1107,23 @@ def _exit_with_parent(parent: int) -> None:
             os._exit(1)
 
 
-def _worker_init(params: dict[str, Any], render_threads: int) -> None:
+def _env_spec_for_workers(env_id: str) -> Any:
+    """The parent's Gymnasium registration of ``env_id`` (an ``EnvSpec``), for workers: a
+    fresh worker process has not run the code that registered an id outside ``s3k_envs``
+    (e.g. ``register_multiview`` in a user's script). None if it cannot be pickled."""
+    import pickle
+
+    import gymnasium as gym
+
+    try:
+        spec = gym.spec(env_id)
+        pickle.dumps(spec)
+    except Exception:
+        return None
+    return spec
+
+
+def _worker_init(params: dict[str, Any], render_threads: int, env_spec: Any = None) -> None:
     global _WORKER, _WORKER_ERROR
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C
     # Mesa's llvmpipe starts one rasteriser thread per core in every process; with several
@@ -1065,6 +1132,12 @@ def _worker_init(params: dict[str, Any], render_threads: int) -> None:
     os.environ.setdefault("LP_NUM_THREADS", str(render_threads))
     threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
     try:
+        if env_spec is not None:
+            import gymnasium as gym
+
+            import s3k_envs  # noqa: F401  (registers the S3K ids first)
+
+            gym.registry.setdefault(env_spec.id, env_spec)
         _WORKER = SampleGenerator(GenerationParams(**params))
     except BaseException as e:  # reported by the first task (Pool would respawn forever)
         _WORKER_ERROR = e
@@ -1144,7 +1217,8 @@ def generate_dataset(
             None labels every camera.
         label_noise_px: std of Gaussian noise added to each label coordinate, pixels.
         rollout_steps: run the env's scripted expert for ``0..rollout_steps`` random steps
-            after each reset before recording (0: record reset states).
+            after each reset before recording (0: record reset states); envs without an
+            expert take uniformly random actions.
         rollout_noise: std of Gaussian noise on the expert's actions during the rollout.
         workers: processes (default: the usable cores, but at most one per 500 samples to
             generate, since starting a worker costs ~3 s); the bytes do not depend on it.
@@ -1289,7 +1363,8 @@ def _generate(root: Path, params: GenerationParams, generator: SampleGenerator,
         else:
             pool = stack.enter_context(
                 _mp_context().Pool(workers, initializer=_worker_init,
-                                   initargs=(params.to_json(), max(1, _cores() // workers)))
+                                   initargs=(params.to_json(), max(1, _cores() // workers),
+                                             _env_spec_for_workers(params.env_id)))
             )
             results = pool.imap(_worker_samples, tasks)
         shard_iter = iter(todo)
@@ -1396,7 +1471,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="std of Gaussian pixel noise added to the labels (default 0)")
     parser.add_argument("--rollout-steps", type=int, default=0, metavar="T",
                         help="run the env's scripted expert for 0..T random steps after each "
-                        "reset before recording, to cover the states of the task (default 0)")
+                        "reset before recording, to cover the states of the task (default 0);"
+                        " envs without an expert take uniformly random actions")
     parser.add_argument("--rollout-noise", type=float, default=0.0, metavar="STD",
                         help="Gaussian noise on the expert's actions during the rollout")
     parser.add_argument("--workers", type=int, default=None,

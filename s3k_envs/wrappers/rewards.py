@@ -1,0 +1,340 @@
+"""KeypointReward: reward and success from distances between 3D keypoints.
+
+A reward is a weighted sum of :class:`KeypointTerm` distances, each between a keypoint and
+another keypoint (or a fixed world point), shifted by an offset:
+
+>>> env = KeypointObservation(gym.make("S3K-CableInsert-v0"), ckpt)   # predicted keypoints
+>>> env = KeypointReward(env, [KeypointTerm("plug_tip", "socket"),
+...                            KeypointTerm("plug_base", "socket", offset=(0, 0, 0.01))],
+...                      success_threshold=0.025)
+>>> env = KeypointReward.cable_insert(env)        # the same rule, with the env's constants
+>>> KeypointTerm("corner_0", obs_key="gripper_pos")  # keypoint to the gripper (Box, Shoes)
+
+Keypoints come from the S3K model (``info["predicted_keypoints"]``) when a
+:class:`~s3k_envs.wrappers.keypoints.KeypointObservation` is below this wrapper, and from the
+env's ground truth (``info["keypoints"]``) otherwise, so the same rule can be evaluated on
+predictions (what an agent without privileged state gets) and on ground truth (what the env
+measures).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+
+def _vec3(value: Any, name: str) -> tuple[float, float, float]:
+    try:
+        arr = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name}: expected 3 numbers (m), got {value!r}") from None
+    if arr.shape != (3,) or not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name}: expected 3 finite numbers (m), got {value!r}")
+    return (float(arr[0]), float(arr[1]), float(arr[2]))
+
+
+@dataclass(frozen=True)
+class KeypointTerm:
+    """One distance of a keypoint reward: ``weight * |p(a) - (q + offset)|`` in metres.
+
+    ``p(a)`` is keypoint ``a``; ``q`` is keypoint ``b``, the fixed world point ``target``, or
+    the ``(3,)`` observation ``obs[obs_key]`` (e.g. ``"gripper_pos"``); give exactly one.
+
+    Attributes:
+        a: keypoint name.
+        b: another keypoint name, or None.
+        target: ``(3,)`` fixed world point, m, or None.
+        offset: ``(3,)`` m added to ``q`` (world frame), default 0.
+        weight: >= 0, multiplies this term's distance in the sum.
+        obs_key: name of a ``(3,)`` observation entry in m (world frame), or None.
+    """
+
+    a: str
+    b: str | None = None
+    target: tuple[float, float, float] | None = None
+    offset: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    weight: float = 1.0
+    obs_key: str | None = None
+
+    def __post_init__(self) -> None:
+        if not all(isinstance(v, str) or (v is None and name != "a")
+                   for name, v in (("a", self.a), ("b", self.b), ("obs_key", self.obs_key))):
+            raise ValueError(f"KeypointTerm: a, b and obs_key must be names (str), got "
+                             f"a={self.a!r}, b={self.b!r}, obs_key={self.obs_key!r}")
+        given = [v is not None for v in (self.b, self.target, self.obs_key)]
+        if sum(given) != 1:
+            raise ValueError(f"KeypointTerm({self.a!r}): give exactly one of b (a keypoint "
+                             f"name), target (a (3,) world point) and obs_key (a (3,) "
+                             f"observation), got b={self.b!r}, target={self.target!r}, "
+                             f"obs_key={self.obs_key!r}")
+        if self.target is not None:
+            object.__setattr__(self, "target", _vec3(self.target, f"KeypointTerm({self.a!r}) "
+                                                                  "target"))
+        object.__setattr__(self, "offset", _vec3(self.offset, f"KeypointTerm({self.a!r}) offset"))
+        weight = float(self.weight)
+        if not (math.isfinite(weight) and weight >= 0):
+            raise ValueError(f"KeypointTerm({self.a!r}): weight must be finite and >= 0, got "
+                             f"{self.weight!r}")
+        object.__setattr__(self, "weight", weight)
+
+
+def _find_keypoint_observation(env: gym.Env) -> gym.Env | None:
+    from s3k_envs.wrappers.keypoints import KeypointObservation
+
+    current: Any = env
+    while current is not None:
+        if isinstance(current, KeypointObservation):
+            return current
+        if current is current.unwrapped:
+            return None
+        current = getattr(current, "env", None)
+    return None
+
+
+class KeypointReward(gym.Wrapper, gym.utils.RecordConstructorArgs):
+    """Replace an env's reward (and optionally success) by a weighted keypoint distance.
+
+    With terms ``i`` the distance is
+
+        ``D = sum_i weight_i * |p(a_i) - (q_i + offset_i)|``  (m),
+
+    where ``p(a_i)`` is keypoint ``a_i`` and ``q_i`` is keypoint ``b_i``, the fixed point
+    ``target_i`` or the observation entry ``obs[obs_key_i]``; the reward is
+    ``-scale * (D + P)`` where ``P`` sums the ``penalties`` whose info flag is set on this step.
+
+    Args:
+        env: the env; its info must carry ``keypoints (K, 3)`` (every S3K env) or, with a
+            :class:`~s3k_envs.wrappers.keypoints.KeypointObservation` below this wrapper,
+            ``predicted_keypoints (K, 3)``.
+        terms: the :class:`KeypointTerm` s (at least one); terms with ``obs_key`` read that
+            ``(3,)`` entry of the observation this wrapper receives.
+        success_threshold: success when ``D < success_threshold`` (m).
+        success: or a callable ``success(keypoints) -> bool`` on the ``(K, 3)`` keypoints
+            (m, float64, in the order of the source's names). Give at most one of the two;
+            with neither, ``info["is_success"]`` is left as the env set it.
+        terminate_on_success: also end the episode when the keypoint rule succeeds (the
+            env's own termination rules still apply: make the env with
+            ``terminate_on_success=False`` to let only this rule end episodes).
+        scale: reward multiplier.
+        penalties: ``{info key: amount}``: add ``amount`` (m-equivalent) to ``D`` for the
+            reward on steps where ``info[key]`` is true (e.g. ``{"left_safety_box": 10.0}``).
+        keypoint_source: ``"auto"`` (predicted when a KeypointObservation is below, else
+            true), ``"predicted"`` or ``"true"`` (ground truth even under a
+            KeypointObservation: a privileged reward).
+
+    Info (reset and step): ``keypoint_distance`` (D, m), ``keypoint_distances`` ``(T,)``
+    per-term unweighted distances (m); with a success rule, ``is_success`` (the rule) and
+    ``is_success_true`` (the env's own ``is_success``, when it reported one).
+
+    Raises:
+        ValueError: no terms, unknown keypoint names (the message lists the known ones), both
+            or (with ``terminate_on_success``) neither success rule, bad numbers.
+    """
+
+    def __init__(
+        self,
+        env: gym.Env,
+        terms: Sequence[KeypointTerm],
+        success_threshold: float | None = None,
+        success: Callable[[np.ndarray], bool] | None = None,
+        terminate_on_success: bool = False,
+        scale: float = 1.0,
+        penalties: Mapping[str, float] | None = None,
+        keypoint_source: str = "auto",
+    ) -> None:
+        gym.utils.RecordConstructorArgs.__init__(
+            self, _disable_deepcopy=True, terms=list(terms), success_threshold=success_threshold,
+            success=success, terminate_on_success=terminate_on_success, scale=scale,
+            penalties=None if penalties is None else dict(penalties),
+            keypoint_source=keypoint_source)
+        gym.Wrapper.__init__(self, env)
+        self.terms: tuple[KeypointTerm, ...] = tuple(terms)
+        if not self.terms or not all(isinstance(t, KeypointTerm) for t in self.terms):
+            raise ValueError(f"terms: expected a non-empty sequence of KeypointTerm, got {terms!r}")
+        if success_threshold is not None and success is not None:
+            raise ValueError("give success_threshold or success, not both")
+        if success_threshold is not None and not (
+                math.isfinite(float(success_threshold)) and float(success_threshold) > 0):
+            raise ValueError(f"success_threshold: expected a positive distance in m, got "
+                             f"{success_threshold!r}")
+        if success is not None and not callable(success):
+            raise ValueError(f"success: expected a callable keypoints (K, 3) -> bool, got "
+                             f"{success!r}")
+        if terminate_on_success and success_threshold is None and success is None:
+            raise ValueError("terminate_on_success needs a success rule: give success_threshold "
+                             "or success")
+        if not math.isfinite(float(scale)):
+            raise ValueError(f"scale: expected a finite number, got {scale!r}")
+        self.success_threshold = None if success_threshold is None else float(success_threshold)
+        self.success_fn = success
+        self.terminate_on_success = bool(terminate_on_success)
+        self.scale = float(scale)
+        self.penalties: dict[str, float] = {str(k): float(v) for k, v in (penalties or {}).items()}
+        bad = {k: v for k, v in self.penalties.items() if not math.isfinite(v)}
+        if bad:
+            raise ValueError(f"penalties: expected finite amounts, got {bad}")
+
+        below = _find_keypoint_observation(env)
+        if keypoint_source not in ("auto", "predicted", "true"):
+            raise ValueError(f"keypoint_source: expected 'auto', 'predicted' or 'true', got "
+                             f"{keypoint_source!r}")
+        if keypoint_source == "predicted" and below is None:
+            raise ValueError("keypoint_source='predicted' needs a KeypointObservation below "
+                             "KeypointReward (wrap the env in KeypointObservation first)")
+        predicted = below is not None and keypoint_source != "true"
+        #: ``"predicted"`` (``info["predicted_keypoints"]``) or ``"true"`` (``info["keypoints"]``).
+        self.keypoint_source = "predicted" if predicted else "true"
+        self._info_key = "predicted_keypoints" if predicted else "keypoints"
+        if predicted:
+            names = list(below.keypoint_names)  # type: ignore[union-attr]
+        else:
+            env_names = getattr(env.unwrapped, "keypoint_names", None)
+            if env_names is None or not len(env_names):
+                raise ValueError(
+                    f"KeypointReward with ground-truth keypoints needs an env with "
+                    f"keypoint_names and info['keypoints']; {type(env.unwrapped).__name__} has "
+                    "none (put a KeypointObservation below it to use predicted keypoints)")
+            names = list(env_names)
+        #: Names of the keypoints, in the order of the source's ``(K, 3)`` array.
+        self.keypoint_names: list[str] = names
+        for term in self.terms:
+            for name in (term.a, term.b):
+                if name is not None and name not in self.keypoint_names:
+                    raise ValueError(f"KeypointTerm: unknown keypoint {name!r}; the "
+                                     f"{self.keypoint_source} keypoints are {self.keypoint_names}")
+            if term.obs_key is not None:
+                self._check_obs_key(term.obs_key)
+        self._weights = np.array([t.weight for t in self.terms])
+
+    def _check_obs_key(self, key: str) -> None:
+        space = self.env.observation_space
+        entries = space.spaces if isinstance(space, spaces.Dict) else {}
+        if key not in entries or getattr(entries[key], "shape", None) != (3,):
+            points = [k for k, s in entries.items() if getattr(s, "shape", None) == (3,)]
+            raise ValueError(f"KeypointTerm: obs_key {key!r} is not a (3,) entry of the "
+                             f"observation; the (3,) entries are {points}")
+
+    # ------------------------------------------------------------------ distances
+    def term_distances(self, keypoints: np.ndarray,
+                       obs: Mapping[str, np.ndarray] | None = None) -> np.ndarray:
+        """Unweighted distance of every term.
+
+        Args:
+            keypoints: ``(K, 3)`` m, in the order of :attr:`keypoint_names`.
+            obs: the observation, for terms with ``obs_key``.
+
+        Returns:
+            ``(T,)`` float64 m: ``|p(a_i) - (q_i + offset_i)|``.
+        """
+        kp = np.asarray(keypoints, dtype=np.float64)
+        if kp.shape != (len(self.keypoint_names), 3):
+            raise ValueError(f"keypoints: expected shape {(len(self.keypoint_names), 3)} "
+                             f"({self.keypoint_names}), got {kp.shape}")
+
+        names = self.keypoint_names
+        out = np.empty(len(self.terms))
+        for i, term in enumerate(self.terms):
+            if term.b is not None:
+                q = kp[names.index(term.b)]
+            elif term.target is not None:
+                q = np.asarray(term.target)
+            else:
+                if obs is None or term.obs_key not in obs:
+                    raise ValueError(f"KeypointTerm({term.a!r}) needs observation entry "
+                                     f"{term.obs_key!r}, which this observation lacks")
+                q = np.asarray(obs[term.obs_key], dtype=np.float64)
+            out[i] = np.linalg.norm(kp[names.index(term.a)] - (q + np.asarray(term.offset)))
+        return out
+
+    def keypoint_distance(self, keypoints: np.ndarray,
+                          obs: Mapping[str, np.ndarray] | None = None) -> float:
+        """``D = sum_i weight_i * |p(a_i) - (q_i + offset_i)|`` in m for ``(K, 3)``
+        keypoints (see :meth:`term_distances`)."""
+        return float(self._weights @ self.term_distances(keypoints, obs))
+
+    def _evaluate(self, obs: Mapping[str, np.ndarray], info: dict[str, Any]
+                  ) -> tuple[float, bool | None, dict[str, Any]]:
+        if self._info_key not in info:
+            raise KeyError(f"KeypointReward reads info[{self._info_key!r}] ({self.keypoint_source}"
+                           f" keypoints), which the env did not return; info has {sorted(info)}")
+        kp = np.asarray(info[self._info_key], dtype=np.float64)
+        if not np.all(np.isfinite(kp)):
+            raise ValueError(f"info[{self._info_key!r}] contains NaN or inf: {kp.tolist()}")
+        dists = self.term_distances(kp, obs)
+        total = float(self._weights @ dists)
+        success: bool | None = None
+        if self.success_threshold is not None:
+            success = total < self.success_threshold
+        elif self.success_fn is not None:
+            success = bool(self.success_fn(kp))
+        info = dict(info)
+        info["keypoint_distance"] = total
+        info["keypoint_distances"] = dists
+        if success is not None:
+            if "is_success" in info:
+                info["is_success_true"] = bool(info["is_success"])
+            info["is_success"] = success
+        return total, success, info
+
+    # ------------------------------------------------------------------ gym API
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None
+              ) -> tuple[Any, dict[str, Any]]:
+        """Reset the env; info gets the keypoint distance and success of the first frame."""
+        obs, info = self.env.reset(seed=seed, options=options)
+        _, _, info = self._evaluate(obs, info)
+        return obs, info
+
+    def step(self, action: Any) -> tuple[Any, float, bool, bool, dict[str, Any]]:
+        """Step the env; reward ``-scale * (D + penalties)``, success and termination from
+        the keypoint rule."""
+        obs, _, terminated, truncated, info = self.env.step(action)
+        total, success, info = self._evaluate(obs, info)
+        penalty = sum(v for k, v in self.penalties.items() if bool(info.get(k, False)))
+        reward = -self.scale * (total + penalty)
+        if self.terminate_on_success and success:
+            terminated = True
+        return obs, float(reward), bool(terminated), bool(truncated), info
+
+    # ------------------------------------------------------------------ presets
+    @classmethod
+    def cable_insert(cls, env: gym.Env, success_threshold: float | None = None,
+                     safety_penalty: float | None = None, terminate_on_success: bool = False,
+                     scale: float = 1.0, keypoint_source: str = "auto") -> KeypointReward:
+        """The insertion rule of ``S3K-CableInsert-v0`` as a keypoint reward.
+
+        ``D = |plug_tip - socket| + |plug_base - (socket + PLUG_EXPOSED * z)|`` (m), exactly
+        :func:`s3k_envs.envs.cable.insertion_error`; success ``D < success_threshold``
+        (:func:`~s3k_envs.envs.cable.insertion_success`); reward ``-scale * (D +
+        safety_penalty * left_safety_box)``, which on ground truth equals the env's reward.
+
+        Args:
+            env: a CableInsert env (possibly wrapped, e.g. in KeypointObservation).
+            success_threshold: m; default the env's ``success_threshold`` option (0.025).
+            safety_penalty: added to D on the step the gripper leaves the safety box
+                (``info["left_safety_box"]``); default the env's ``safety_penalty`` option.
+            terminate_on_success, scale, keypoint_source: see :class:`KeypointReward`.
+        """
+        from s3k_envs.envs.cable import PLUG_EXPOSED
+
+        options = getattr(env.unwrapped, "options", None) or {}
+        if success_threshold is None:
+            success_threshold = float(options.get("success_threshold", 0.025))
+        if safety_penalty is None:
+            safety_penalty = float(options.get("safety_penalty", 0.0))
+        terms = [KeypointTerm("plug_tip", "socket"),
+                 KeypointTerm("plug_base", "socket", offset=(0.0, 0.0, PLUG_EXPOSED))]
+        return cls(env, terms, success_threshold=success_threshold,
+                   terminate_on_success=terminate_on_success, scale=scale,
+                   penalties={"left_safety_box": safety_penalty} if safety_penalty else None,
+                   keypoint_source=keypoint_source)
+
+
+def cable_insert_reward(env: gym.Env, **kwargs: Any) -> KeypointReward:
+    """:meth:`KeypointReward.cable_insert` as a function (same arguments)."""
+    return KeypointReward.cable_insert(env, **kwargs)
