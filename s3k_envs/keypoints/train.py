@@ -494,8 +494,16 @@ def train(
             save_checkpoint(out / "best.pt", model, mcfg)
         return row
 
-    bar = tqdm(total=cfg.steps, initial=step, disable=not progress_bar, dynamic_ncols=True,
-               desc="s3k train")
+    # The bar counts whichever limit ends the run first: steps, or seconds of the budget.
+    by_time = math.isfinite(budget) and budget / 60.0 * 600 < cfg.steps - step
+    if by_time:
+        bar = tqdm(total=round(budget), initial=min(round(elapsed0), round(budget)),
+                   unit=f"{cfg.clock} s", disable=not progress_bar, dynamic_ncols=True,
+                   desc="s3k train", bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} {unit} "
+                   "[{elapsed}<{remaining}{postfix}]")
+    else:
+        bar = tqdm(total=cfg.steps, initial=step, disable=not progress_bar, dynamic_ncols=True,
+                   desc="s3k train")
     interrupted = False
     try:
         while (step < cfg.steps and elapsed() < budget
@@ -555,7 +563,10 @@ def train(
                 if math.isfinite(v):
                     sums[k] = sums.get(k, 0.0) + v
                     sums[k + "#"] = sums.get(k + "#", 0.0) + 1
-            bar.update(1)
+            if by_time:
+                bar.update(min(elapsed(), budget) - bar.n)
+            else:
+                bar.update(1)
             do_val = val is not None and (step % cfg.val_every == 0)
             if do_val:
                 last_val = validate()
@@ -569,7 +580,8 @@ def train(
                 if do_val:
                     row.update(last_val)
                 log.write(row)
-                bar.set_postfix(loss=f"{row['loss']:.3f}" if row["loss"] is not None else "-",
+                bar.set_postfix(step=step,
+                                loss=f"{row['loss']:.3f}" if row["loss"] is not None else "-",
                                 px=f"{sup_px_ema:.2f}" if sup_px_ema is not None else "-",
                                 val_mm=f"{last_val.get('val_median_mm', float('nan')):.1f}")
             if step % cfg.checkpoint_every == 0:
