@@ -29,6 +29,8 @@ import s3k_envs
 
 
 def _cmd_envs(_: argparse.Namespace) -> None:
+    from s3k_envs.wrappers.multiview import EXAMPLES
+
     for env_id in s3k_envs.ENV_SPECS:
         env = gym.make(env_id, image_size=16)
         base = env.unwrapped
@@ -36,6 +38,10 @@ def _cmd_envs(_: argparse.Namespace) -> None:
         for key, value in sorted(base.default_options().items()):
             print(f"    {key} = {value!r}")
         env.close()
+    for env_id, (base_id, options) in EXAMPLES.items():
+        names = list(options.get("keypoints", {}))
+        print(f"{env_id}: MultiViewCameras({base_id}), keypoints {names} "
+              "(see docs/plugging-into-your-env.md)")
 
 
 #: sub-command -> (module with ``main(argv)``, help)
