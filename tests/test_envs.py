@@ -139,6 +139,22 @@ def test_different_seeds_give_different_rigs(env_id, make_env):
 
 
 @pytest.mark.parametrize("env_id", ENV_IDS)
+def test_camera_seed_fixes_the_rig_across_episodes(env_id, make_env):
+    env = make_env(env_id, camera_seed=3)
+    rigs, scenes = [], []
+    for seed in (0, 1, None):
+        obs, info = env.reset(seed=seed)
+        rigs.append(np.concatenate([obs["extrinsics"].ravel(), obs["intrinsics"].ravel()]))
+        scenes.append(info["keypoints"])
+    assert all(np.array_equal(r, rigs[0]) for r in rigs)  # the same cameras every episode
+    assert np.abs(scenes[0] - scenes[1]).max() > 1e-3  # ... while the scene changes
+    other, _ = make_env(env_id, camera_seed=4).reset(seed=0)
+    assert np.abs(other["extrinsics"] - obs["extrinsics"]).max() > 1e-3
+    again, _ = make_env(env_id, camera_seed=3).reset(seed=7)  # a new env, same cameras
+    assert np.array_equal(again["extrinsics"], obs["extrinsics"])
+
+
+@pytest.mark.parametrize("env_id", ENV_IDS)
 def test_scene_does_not_depend_on_resolution(env_id, make_env):
     """Same seed at two image sizes: same cameras and layout, intrinsics scaled to the
     image, so datasets rendered at different resolutions describe the same scenes."""
@@ -367,6 +383,8 @@ def test_unknown_make_option_lists_valid_options():
         ("S3K-Box-v0", {"target_keypoint": "nope"}, "target_keypoint"),
         ("S3K-Box-v0", {"control_hz": 0}, "control_hz"),
         ("S3K-Box-v0", {"camera_fovy": (1.0, 0.5)}, "fovy"),
+        ("S3K-Box-v0", {"camera_seed": -1}, "camera_seed"),
+        ("S3K-Box-v0", {"camera_seed": 1.5}, "camera_seed"),
         ("S3K-BoxDistractors-v0", {"distractor_set": 99}, "distractor_set"),
         ("S3K-BoxDistractors-v0", {"num_distractors": 0}, "num_distractors"),
     ],

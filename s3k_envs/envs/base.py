@@ -55,6 +55,9 @@ class MultiViewEnv(gym.Env):
         num_cameras: C, default 4.
         camera_distance, camera_elevation, camera_fovy: (min, max) in m / rad / rad.
         camera_azimuth_jitter (rad), camera_lookat_jitter (m), camera_target (3,) m.
+        camera_seed: None (default: a new rig every reset, drawn from the episode's seed) or
+            an int: the rig is drawn once from this seed and kept for every episode, like the
+            fixed calibrated cameras of a robot cell (what RL comparisons usually want).
         control_hz: control frequency, default 4 Hz.
         timestep: physics timestep in s.
         max_linear_speed (m/s), max_angular_speed (rad/s): action scale.
@@ -76,6 +79,7 @@ class MultiViewEnv(gym.Env):
         "camera_azimuth_jitter": math.radians(20),
         "camera_lookat_jitter": 0.03,
         "camera_fovy": (math.radians(40), math.radians(50)),
+        "camera_seed": None,
         "control_hz": 4.0,
         "timestep": 0.005,
         "max_linear_speed": 0.2,
@@ -120,6 +124,11 @@ class MultiViewEnv(gym.Env):
             fovy=opts["camera_fovy"],
         )
         self.num_cameras = int(opts["num_cameras"])
+        seed = opts["camera_seed"]
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))
+                                 or seed < 0):
+            raise ValueError(f"camera_seed: expected None or an int >= 0, got {seed!r}")
+        self._fixed_camera_poses: list[Any] | None = None
         if not opts["control_hz"] > 0 or not opts["timestep"] > 0:
             raise ValueError(
                 f"control_hz and timestep must be positive, got {opts['control_hz']!r}, "
@@ -319,7 +328,8 @@ class MultiViewEnv(gym.Env):
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-        """Start an episode: new camera rig, gripper pose and task layout from ``np_random``."""
+        """Start an episode: new camera rig (unless ``camera_seed`` fixes it), gripper pose and
+        task layout from ``np_random``."""
         super().reset(seed=seed)
         if options:
             raise ValueError(
@@ -329,7 +339,14 @@ class MultiViewEnv(gym.Env):
         m, d = self.model, self.data
         mujoco.mj_resetData(m, d)
         rng = self.np_random
-        self.rig.apply(m, self.rig.sample(rng))
+        if self.options["camera_seed"] is None:
+            poses = self.rig.sample(rng)
+        else:  # fixed cameras: drawn once, from their own seed (the episode rng is not used)
+            if self._fixed_camera_poses is None:
+                cam_rng = np.random.default_rng(int(self.options["camera_seed"]))
+                self._fixed_camera_poses = self.rig.sample(cam_rng)
+            poses = self._fixed_camera_poses
+        self.rig.apply(m, poses)
         pos, quat = self._initial_gripper_pose(rng)
         pos = np.clip(pos, *self.gripper_bounds)
         adr = m.jnt_qposadr[m.body_jntadr[self._gripper_id]]
