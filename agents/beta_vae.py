@@ -57,7 +57,6 @@ uninformative posterior cannot pass). ``--capacity`` switches to capacity anneal
 from __future__ import annotations
 
 import argparse
-import csv
 import dataclasses
 import json
 import math
@@ -78,6 +77,7 @@ from gymnasium import spaces
 from torch import nn
 
 from s3k_envs.keypoints.model import atomic_torch_save
+from s3k_envs.keypoints.train import RunLog
 
 PathLike = str | os.PathLike[str]
 
@@ -850,55 +850,6 @@ def split_indices(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, n
     return np.sort(perm[n_val:]), np.sort(perm[:n_val])
 
 
-class _Log:
-    """CSV (+ optional TensorBoard) log that survives resumption."""
-
-    def __init__(self, out: Path, columns: Sequence[str], resume_step: int | None) -> None:
-        self.columns = tuple(columns)
-        self.path = out / "log.csv"
-        rows: list[dict[str, str]] = []
-        if resume_step is not None and self.path.exists():
-            with open(self.path, newline="") as f:
-                rows = [r for r in csv.DictReader(f) if int(r["step"]) <= resume_step]
-        tmp = out / ".log.csv.tmp"
-        with open(tmp, "w", newline="") as f:
-            writer = csv.DictWriter(f, self.columns)
-            writer.writeheader()
-            writer.writerows({k: r.get(k, "") for k in self.columns} for r in rows)
-        os.replace(tmp, self.path)
-        self.file = open(self.path, "a", newline="")
-        self.writer = csv.DictWriter(self.file, self.columns)
-        self.tb: Any = None
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-
-            self.tb = SummaryWriter(str(out / "tb"))
-        except ImportError:
-            print("note: tensorboard is not installed; logging to log.csv only",
-                  file=sys.stderr)
-
-    def write(self, row: Mapping[str, Any]) -> None:
-        self.writer.writerow({k: _fmt(row.get(k)) for k in self.columns})
-        self.file.flush()
-        if self.tb is not None:
-            for k, v in row.items():
-                if k != "step" and isinstance(v, (int, float)) and math.isfinite(v):
-                    self.tb.add_scalar(k, v, int(row["step"]))
-
-    def close(self) -> None:
-        self.file.close()
-        if self.tb is not None:
-            self.tb.close()
-
-
-def _fmt(v: Any) -> Any:
-    if v is None:
-        return ""
-    if isinstance(v, float):
-        return f"{v:.6g}" if math.isfinite(v) else ""
-    return v
-
-
 def _load_state(path: Path) -> dict[str, Any]:
     state = _torch_load(path, "beta-VAE training state")
     if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
@@ -1017,7 +968,7 @@ def _train(cfg: VAETrainConfig, train_dir: PathLike | Sequence[PathLike], out: P
               file=sys.stderr)
     (out / "train_config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
     columns = [*_LOG_BASE, *(f"kl_{d}" for d in range(cfg.latent_dim))]
-    log = _Log(out, columns, step if state is not None else None)
+    log = RunLog(out, columns, step if state is not None else None)
     vae.train()
     train_images, val_images = frames.images[train_idx], frames.images[val_idx]
     budget = cfg.minutes * 60.0 if cfg.minutes else math.inf

@@ -102,7 +102,7 @@ def test_round_trip_and_manifest(ref_dataset):
             assert np.array_equal(item["keypoints_2d"].numpy(), arrays["keypoints_2d"][i])
             assert np.array_equal(item["label_mask"].numpy(), arrays["label_mask"][i])
             assert item["label_mask"].any()
-        else:  # documented placeholders
+        else:  # unlabelled samples: zero-filled label arrays, as docs/datasets.md says
             assert not item["label_mask"].any() and not item["labelling_cameras"].any()
             assert not item["keypoints_2d"].any() and not item["keypoints_3d"].any()
     assert ds[-1]["sample_index"] == 9

@@ -1346,15 +1346,15 @@ def _generate(root: Path, params: GenerationParams, generator: SampleGenerator,
     # From here on the directory is an incomplete dataset until the manifest is rewritten.
     with contextlib.suppress(FileNotFoundError):
         (root / MANIFEST_NAME).unlink()
-    todo = [s for s in manifest["shards"]
+    pending = [s for s in manifest["shards"]
             if not ((root / s["file"]).is_file() and _shard_ok(root / s["file"], s, manifest))]
-    done = params.num_samples - sum(s["count"] for s in todo)
+    done = params.num_samples - sum(s["count"] for s in pending)
     c, k = generator.num_cameras, len(generator.keypoint_names)
     bar = tqdm(total=params.num_samples, initial=done, unit="sample", disable=not progress,
                desc=f"{params.env_id} -> {root.name}", dynamic_ncols=True, smoothing=0.1)
     missing = params.num_samples - done
     workers = _default_workers(missing) if workers is None else workers
-    tasks = _tasks(todo, workers)
+    tasks = _tasks(pending, workers)
     workers = min(workers, len(tasks))
     with contextlib.ExitStack() as stack:
         stack.callback(bar.close)
@@ -1367,7 +1367,7 @@ def _generate(root: Path, params: GenerationParams, generator: SampleGenerator,
                                              _env_spec_for_workers(params.env_id)))
             )
             results = pool.imap(_worker_samples, tasks)
-        shard_iter = iter(todo)
+        shard_iter = iter(pending)
         shard = next(shard_iter, None)
         pending: list[dict[str, Any]] = []
         for chunk in results:

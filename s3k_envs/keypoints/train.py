@@ -48,6 +48,7 @@ import json
 import math
 import os
 import random
+import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -285,10 +286,20 @@ def _set_rng_state(state: Mapping[str, Any], np_rng: np.random.Generator,
     random.setstate((py[0], tuple(py[1]), py[2]))
 
 
-class _Log:
-    """CSV (+ optional TensorBoard) log that survives resumption."""
+class RunLog:
+    """CSV (+ TensorBoard when installed) log of a training run that survives resumption:
+    on resume, rows after ``resume_step`` (written after the last checkpoint) are dropped.
 
-    def __init__(self, out: Path, resume_step: int | None, use_tensorboard: bool = True) -> None:
+    Args:
+        out: run directory (``log.csv`` and ``tb/`` go there).
+        columns: CSV columns; ``step`` must be one of them.
+        resume_step: step of the checkpoint being resumed, or None for a fresh run.
+        use_tensorboard: also write TensorBoard scalars.
+    """
+
+    def __init__(self, out: Path, columns: Sequence[str], resume_step: int | None,
+                 use_tensorboard: bool = True) -> None:
+        self.columns = tuple(columns)
         self.path = out / "log.csv"
         rows: list[dict[str, str]] = []
         if resume_step is not None and self.path.exists():
@@ -296,23 +307,25 @@ class _Log:
                 rows = [r for r in csv.DictReader(f) if int(r["step"]) <= resume_step]
         tmp = out / ".log.csv.tmp"
         with open(tmp, "w", newline="") as f:
-            writer = csv.DictWriter(f, LOG_COLUMNS)
+            writer = csv.DictWriter(f, self.columns)
             writer.writeheader()
-            writer.writerows({k: r.get(k, "") for k in LOG_COLUMNS} for r in rows)
+            writer.writerows({k: r.get(k, "") for k in self.columns} for r in rows)
         os.replace(tmp, self.path)
         self.file = open(self.path, "a", newline="")
-        self.writer = csv.DictWriter(self.file, LOG_COLUMNS)
-        self.tb = None
+        self.writer = csv.DictWriter(self.file, self.columns)
+        self.tb: Any = None
         if use_tensorboard:
             try:
                 from torch.utils.tensorboard import SummaryWriter
 
                 self.tb = SummaryWriter(str(out / "tb"))
             except ImportError:
-                print("note: tensorboard is not installed; logging to log.csv only")
+                print("note: tensorboard is not installed; logging to log.csv only",
+                      file=sys.stderr)
 
     def write(self, row: Mapping[str, Any]) -> None:
-        self.writer.writerow({k: _fmt(row.get(k)) for k in LOG_COLUMNS})
+        """Append one row (missing columns empty; non-finite floats empty)."""
+        self.writer.writerow({k: _fmt(row.get(k)) for k in self.columns})
         self.file.flush()
         if self.tb is not None:
             for k, v in row.items():
@@ -440,7 +453,7 @@ def train(
         best = float(state["best_val_mm"])
         print(f"resuming {out} from step {step} ({elapsed0 / 60:.1f} min done)")
     (out / "train_config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
-    log = _Log(out, step if state is not None else None)
+    log = RunLog(out, LOG_COLUMNS, step if state is not None else None)
     model.train()
     aug = cfg.augment()
     gate = cfg.gate()
