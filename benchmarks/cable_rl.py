@@ -101,7 +101,7 @@ profile    demos   VAE    probe   VAE     VAE px /   seeds   steps  eval   windo
                    frames frames  budget  arch                      eps.
 =========  ======  =====  ======  ======  =========  ======  =====  =====  ==========
 smoke      2       20     8       10 st.  32 / tiny  1       100    1      50
-quick      51      240    60      2 min   64 / def.  2       2000   10     500
+quick      51      600    60      10 min  64 / def.  2       2000   10     500
 full       51      2000   300     30 min  64 / def.  5       40000  50     2000
 =========  ======  =====  ======  ======  =========  ======  =====  =====  ==========
 
@@ -287,7 +287,7 @@ PROFILES: dict[str, Profile] = {
     "smoke": Profile(demos=2, vae_frames=20, probe_samples=8, vae_minutes=None, vae_steps=10,
                      vae_batch=4, vae_image_size=32, vae_arch=_TINY_VAE, seeds=(0,), steps=100,
                      eval_episodes=1, window=50, checkpoint_every=40, rollout_steps=10),
-    "quick": Profile(demos=51, vae_frames=240, probe_samples=60, vae_minutes=2.0,
+    "quick": Profile(demos=51, vae_frames=600, probe_samples=60, vae_minutes=10.0,
                      vae_steps=1_000_000, vae_batch=16, vae_image_size=64, vae_arch={},
                      seeds=(0, 1), steps=2_000, eval_episodes=10, window=500,
                      checkpoint_every=1_000),

@@ -179,3 +179,33 @@ def test_smoke_pipeline_interrupted_resumed_and_cached(tmp_path: Path,
 
     # 4. Other settings in the same work directory: refused with the reason, exit status 2.
     assert cable_rl.main([*argv, "--steps", "120"]) == 2
+
+
+def test_ablation_training_curve_averages_seeds(tmp_path: Path) -> None:
+    from benchmarks import cable_rl_ablation
+
+    path = tmp_path / "episodes.csv"
+    rows = [("0", 50, 0), ("0", 150, 1), ("1", 100, 1), ("1", 180, 1)]
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["arm", "seed", "steps", "success_true"])
+        for seed, steps, ok in rows:
+            w.writerow(["gt", seed, steps, ok])
+    xs, ys = cable_rl_ablation._training_curve(path, window=100, steps=200)
+    # x=100: seed 0 -> [0] (0.0), seed 1 -> [1] (1.0); x=200: seed 0 -> [1], seed 1 -> [1].
+    assert xs == [100, 200]
+    assert ys == pytest.approx([0.5, 1.0])
+
+
+def test_ablation_copies_demonstrations_once(tmp_path: Path) -> None:
+    from benchmarks import cable_rl_ablation
+
+    src, dst = tmp_path / "a", tmp_path / "b"
+    (src / "demos").mkdir(parents=True)
+    (src / "demos" / "cable.npz").write_bytes(b"demo")
+    dst.mkdir()
+    cable_rl_ablation._copy_demos(src, dst)
+    assert (dst / "demos" / "cable.npz").read_bytes() == b"demo"
+    (src / "demos" / "cable.npz").write_bytes(b"other")
+    cable_rl_ablation._copy_demos(src, dst)  # the target's copy is kept
+    assert (dst / "demos" / "cable.npz").read_bytes() == b"demo"
