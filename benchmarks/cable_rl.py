@@ -330,6 +330,7 @@ class Config:
     work_dir: Path
     out: Path
     stem: str
+    tag: str = ""
     progress: bool = True
 
     def to_json(self) -> dict[str, Any]:
@@ -1429,7 +1430,7 @@ def markdown_summary(rows: Sequence[Mapping[str, Any]]) -> str:
 def run(cfg: Config) -> dict[str, Any]:
     """The whole pipeline; returns the summary dict written to ``<stem>.json``."""
     torch.set_num_threads(cfg.threads)
-    work = cfg.work_dir / cfg.profile
+    work = cfg.work_dir / (f"{cfg.profile}_{cfg.tag}" if cfg.tag else cfg.profile)
     work.mkdir(parents=True, exist_ok=True)
     stage = StageTimes(work / "stage_timings.json")
     t_start = time.monotonic()
@@ -1557,6 +1558,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=None,
                    help="result directory (default benchmarks/results; WORK_DIR/smoke for "
                         "--smoke)")
+    p.add_argument("--tag", default="",
+                   help="name of a variant of the profile (e.g. 10k): results <stem>_<tag>.*, "
+                        "work directory WORK_DIR/<profile>_<tag>/")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     return p
 
@@ -1604,7 +1608,10 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
     agent = dataclasses.replace(AgentParams(), demo_fraction=a.demo_fraction,
                                 bc_weight=a.bc_weight, n_steps=a.n_steps,
                                 action_noise=a.action_noise)
+    if a.tag and not a.tag.replace("-", "").replace("_", "").isalnum():
+        p.error(f"--tag: expected letters, digits, '-' or '_', got {a.tag!r}")
     stem = "cable_rl" if a.profile == "full" else f"cable_rl_{a.profile}"
+    stem += f"_{a.tag}" if a.tag else ""
     default_out = a.work_dir / "smoke" if a.profile == "smoke" else common.RESULTS_DIR
     return Config(
         profile=a.profile, arms=arms, seeds=seeds, demo_seed=a.demo_seed,
@@ -1614,7 +1621,8 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
         vae_batch=prof.vae_batch, vae_image_size=prof.vae_image_size,
         vae_arch=dict(prof.vae_arch), vae_checkpoint=a.vae_checkpoint,
         keypoint_checkpoint=Path(kp_ckpt), agent=agent, threads=a.threads, workers=a.workers,
-        work_dir=a.work_dir, out=a.out or default_out, stem=stem, progress=not a.no_progress,
+        work_dir=a.work_dir, tag=a.tag, out=a.out or default_out, stem=stem,
+        progress=not a.no_progress,
         **cfg_values)
 
 
