@@ -333,6 +333,11 @@ class Config:
     tag: str = ""
     progress: bool = True
 
+    @property
+    def work(self) -> Path:
+        """The cache directory of this profile (and tag): ``work_dir/<profile>[_<tag>]``."""
+        return self.work_dir / (f"{self.profile}_{self.tag}" if self.tag else self.profile)
+
     def to_json(self) -> dict[str, Any]:
         """Plain JSON-able dict (paths as strings)."""
         d = asdict(self)
@@ -1167,7 +1172,7 @@ def evaluate(model: DDPGfD, env: gym.Env, episodes: int) -> list[dict[str, Any]]
 
 def run_directory(cfg: Config, arm: str, seed: int) -> Path:
     """``WORK/runs/<arm>/seed_<seed>``: the files of one run."""
-    return cfg.work_dir / cfg.profile / "runs" / arm / f"seed_{seed}"
+    return cfg.work / "runs" / arm / f"seed_{seed}"
 
 
 def run_one(ctx: RunContext, arm: str, seed: int) -> dict[str, Any]:
@@ -1430,7 +1435,7 @@ def markdown_summary(rows: Sequence[Mapping[str, Any]]) -> str:
 def run(cfg: Config) -> dict[str, Any]:
     """The whole pipeline; returns the summary dict written to ``<stem>.json``."""
     torch.set_num_threads(cfg.threads)
-    work = cfg.work_dir / (f"{cfg.profile}_{cfg.tag}" if cfg.tag else cfg.profile)
+    work = cfg.work
     work.mkdir(parents=True, exist_ok=True)
     stage = StageTimes(work / "stage_timings.json")
     t_start = time.monotonic()

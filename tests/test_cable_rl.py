@@ -209,3 +209,14 @@ def test_ablation_copies_demonstrations_once(tmp_path: Path) -> None:
     (src / "demos" / "cable.npz").write_bytes(b"other")
     cable_rl_ablation._copy_demos(src, dst)  # the target's copy is kept
     assert (dst / "demos" / "cable.npz").read_bytes() == b"demo"
+
+
+def test_tag_gives_its_own_work_directory_and_stem(tmp_path: Path) -> None:
+    plain = cable_rl.parse_args(["--smoke", "--work-dir", str(tmp_path)])
+    tagged = cable_rl.parse_args(["--smoke", "--work-dir", str(tmp_path), "--tag", "long"])
+    assert plain.work == tmp_path / "smoke" and tagged.work == tmp_path / "smoke_long"
+    assert cable_rl.run_directory(tagged, "kp", 0).is_relative_to(tagged.work)
+    assert not cable_rl.run_directory(tagged, "kp", 0).is_relative_to(plain.work)
+    assert tagged.stem == "cable_rl_smoke_long"
+    with pytest.raises(SystemExit):
+        cable_rl.parse_args(["--smoke", "--tag", "a/b"])
