@@ -1552,6 +1552,8 @@ def build_parser() -> argparse.ArgumentParser:
     a = AgentParams()
     p.add_argument("--demo-fraction", type=float, default=a.demo_fraction)
     p.add_argument("--bc-weight", type=float, default=a.bc_weight)
+    p.add_argument("--no-q-filter", dest="q_filter", action="store_false",
+                   help="clone every demonstrated action (no Q-filter on the BC loss)")
     p.add_argument("--n-steps", type=int, default=a.n_steps)
     p.add_argument("--action-noise", type=float, default=a.action_noise,
                    help="std of the Gaussian exploration noise, action units")
@@ -1611,7 +1613,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
     if not Path(kp_ckpt).is_file():
         p.error(f"--keypoint-checkpoint: no such file {kp_ckpt}")
     agent = dataclasses.replace(AgentParams(), demo_fraction=a.demo_fraction,
-                                bc_weight=a.bc_weight, n_steps=a.n_steps,
+                                bc_weight=a.bc_weight, n_steps=a.n_steps, q_filter=a.q_filter,
                                 action_noise=a.action_noise)
     if a.tag and not a.tag.replace("-", "").replace("_", "").isalnum():
         p.error(f"--tag: expected letters, digits, '-' or '_', got {a.tag!r}")

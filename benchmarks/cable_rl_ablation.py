@@ -7,16 +7,19 @@ the ``gt`` arm (ground-truth keypoints + gripper pose and velocity: the cheapest
 keypoint inference, so differences come from the learner, not from the representation) with
 some ingredients switched off:
 
-============  ==============================================================================
-variant       DDPGfD settings (everything else: :class:`benchmarks.cable_rl.AgentParams`)
-============  ==============================================================================
-``ddpgfd``    demonstrations 25 % of every batch, 5-step returns, BC + Q-filter (default)
-``no_bc``     demonstrations in the batches and 5-step returns, no BC term
-``n1``        demonstrations + BC + Q-filter, 1-step returns
-``no_bc_n1``  demonstrations in the batches only (1-step returns, no BC)
-``no_demos``  no demonstration samples in the batches and no BC (TD3 with 5-step returns
-              and L2; the env is the same, so exploration starts from scratch)
-============  ==============================================================================
+===================  =======================================================================
+variant              DDPGfD settings (everything else: :class:`benchmarks.cable_rl.AgentParams`)
+===================  =======================================================================
+``ddpgfd``           demonstrations 25 % of every batch, 5-step returns, BC + Q-filter
+                     (the defaults)
+``no_bc``            demonstrations in the batches and 5-step returns, no BC term
+``n1``               demonstrations + BC + Q-filter, 1-step returns
+``no_bc_n1``         demonstrations in the batches only (1-step returns, no BC)
+``no_demos``         no demonstration samples in the batches and no BC (TD3 with 5-step
+                     returns and L2; exploration starts from scratch)
+``no_qfilter``       BC on every demonstration sample (no Q-filter)
+``bc10_no_qfilter``  BC weight 10, no Q-filter
+===================  =======================================================================
 
 Every variant uses its own work directory ``--work-dir/<variant>`` (cable_rl refuses to mix
 runs made with other settings); the 51 demonstrations are recorded once (in the first
@@ -63,6 +66,8 @@ VARIANTS: dict[str, list[str]] = {
     "n1": ["--n-steps", "1"],
     "no_bc_n1": ["--bc-weight", "0", "--n-steps", "1"],
     "no_demos": ["--demo-fraction", "0", "--bc-weight", "0"],
+    "no_qfilter": ["--no-q-filter"],
+    "bc10_no_qfilter": ["--bc-weight", "10", "--no-q-filter"],
 }
 CSV_COLUMNS = (
     "variant", "flags", "seeds", "steps",
