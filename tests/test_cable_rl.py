@@ -220,3 +220,20 @@ def test_tag_gives_its_own_work_directory_and_stem(tmp_path: Path) -> None:
     assert tagged.stem == "cable_rl_smoke_long"
     with pytest.raises(SystemExit):
         cable_rl.parse_args(["--smoke", "--tag", "a/b"])
+
+
+def test_behaviour_cloning_fits_a_linear_map() -> None:
+    from benchmarks import cable_bc
+
+    rng = np.random.default_rng(0)
+    obs = rng.normal(size=(200, 5)).astype(np.float32)
+    actions = np.tanh(obs @ rng.normal(size=(5, 3)) * 0.3).astype(np.float32)
+    episodes = [{"observations": np.vstack([obs[i:i + 20], obs[i + 19:i + 20]]),
+                 "actions": actions[i:i + 20]} for i in range(0, 200, 20)]
+    o, a = cable_bc.demo_arrays(episodes)
+    assert o.shape == (200, 5) and a.shape == (200, 3)
+    np.testing.assert_array_equal(o, obs)
+    _, mse = cable_bc.fit_policy(o, a, steps=1500, seed=0)
+    assert mse < 0.1 * float(np.mean(a ** 2))
+    with pytest.raises(ValueError, match="as many observations"):
+        cable_bc.fit_policy(o, a[:10], steps=1, seed=0)
