@@ -19,6 +19,7 @@ variant              DDPGfD settings (everything else: :class:`benchmarks.cable_
                      returns and L2; exploration starts from scratch)
 ``no_qfilter``       BC on every demonstration sample (no Q-filter)
 ``bc10_no_qfilter``  BC weight 10, no Q-filter
+``bc100_no_qfilter`` BC weight 100, no Q-filter (BC then outweighs ``-mean Q``, ~4 here)
 ===================  =======================================================================
 
 Every variant uses its own work directory ``--work-dir/<variant>`` (cable_rl refuses to mix
@@ -68,6 +69,7 @@ VARIANTS: dict[str, list[str]] = {
     "no_demos": ["--demo-fraction", "0", "--bc-weight", "0"],
     "no_qfilter": ["--no-q-filter"],
     "bc10_no_qfilter": ["--bc-weight", "10", "--no-q-filter"],
+    "bc100_no_qfilter": ["--bc-weight", "100", "--no-q-filter"],
 }
 CSV_COLUMNS = (
     "variant", "flags", "seeds", "steps",
