@@ -113,17 +113,18 @@ MLPs of 256 x 256, Gaussian exploration noise 0.1, all stored transitions kept. 
 at 128 px (the shipped keypoint checkpoint was trained at 128 px; the VAE resizes the views
 to its own size); the ``gt`` arm renders 32 px images it never looks at.
 
-Wall time on the project's 2-core CPU machine (1 torch thread), extrapolated from the
-``--smoke`` run (``--arms kp vae gt``; measured while another benchmark kept both cores
-busy, the run getting about one core): agent steps (env step + S3K inference + VAE encoder
-+ one DDPGfD update of batch 256) ran at 14-17 / s (``kp``, ``vae``) and 25-27 / s
-(``gt``, no inference, 32 px); demonstrations ~0.8 s each; dataset samples ~0.13 s each at
-``rollout_steps=10`` (so ~0.3 s at 25). Hence ``--quick`` ~15 min (demos ~1 min, 300
-dataset samples ~1.5 min, VAE 2 CPU-min, conversion ~0.5 min, 4 runs x 2,000 steps ~8-9 min,
-evaluation ~1 min) and ``--full`` ~7.5 h (10 runs x 40,000 steps ~6.7-7.5 h, evaluation
-~12 min, VAE 30 CPU-min, 2,300 dataset samples ~8 min), ~9.5 h with
-``--arms kp vae gt`` (5 more runs at ~27 steps/s: ~2.1 h). A quiet machine should be
-somewhat faster; the JSON records the measured stage timings of every run.
+Wall time on the project's 2-core CPU machine (1 torch thread). Measured ``--quick --arms kp
+vae gt`` (2026-11-22, the machine shared with four other benchmarks, so each process got
+about half a core): **53.5 min** -- demonstrations 26 s, VAE + probe datasets 172 s, VAE
+10 CPU-min = 18.5 min wall, conversion 69 s, 6 runs x 2,000 steps + evaluation 30.5 min at
+5.8-8.3 agent steps/s. On idle cores the agent steps (env step + S3K inference + VAE encoder
++ one DDPGfD update of batch 256) run at ~15 / s (``kp``, ``vae``) and ~25 / s (``gt``, no
+inference, 32 px), so ``--quick`` should take ~25 min there (VAE 10 min, runs ~11 min).
+``--full`` ~7.5 h for ``kp`` + ``vae`` (10 runs x 40,000 steps, evaluation ~12 min, VAE 30
+CPU-min, 2,300 dataset samples ~8 min), ~9.5 h with ``gt`` (5 more runs at ~25 steps/s). Not
+run yet: the quick profile's 2,000 steps are far too few for DDPGfD to learn this task (0 %
+for every arm, also on true keypoints; see ``benchmarks/cable_rl_ablation.py`` and
+``benchmarks/cable_bc.py``). The JSON records the measured stage timings of every run.
 
 Usage::
 
@@ -1520,7 +1521,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--smoke", action="store_const", dest="profile", const="smoke",
                    help="absurdly small end-to-end check (~1 CPU-min)")
     g.add_argument("--quick", action="store_const", dest="profile", const="quick",
-                   help="~15 min on a 2-core CPU: 2 seeds x 2,000 steps")
+                   help="~25 min on 2 idle cores: 2 seeds x 2,000 steps")
     g.add_argument("--full", action="store_const", dest="profile", const="full",
                    help="the paper's scale: 5 seeds x 40,000 steps (hours)")
     p.add_argument("--arms", nargs="+", choices=ARMS, default=["kp", "vae"],

@@ -33,9 +33,10 @@ success mean / min / max over seeds, final training success), ``.json`` (the sam
 variant's cable_rl summary, machine info, command) and ``.png`` (training success vs env
 steps per variant, final held-out success as bars).
 
-Cost: ``--quick`` = 5 variants x 2 seeds x 2,000 steps at ~25 agent steps/s on one core of the
-2-core reference machine ~15 min (+ ~0.5 min demonstrations); ``--full`` = 5 x 5 x 40,000
-steps ~11 h on that CPU.
+Cost: one variant of ``--quick`` = 2 seeds x 2,000 steps at ~25 agent steps/s on an idle
+core (measured 10 min per variant with the machine shared by four benchmarks, ~6-8 steps/s),
+all seven variants ~20 min on idle cores (+ ~0.5 min demonstrations); ``--full`` = 7 x 5 x
+40,000 steps ~15 h on that CPU.
 
 Usage::
 
