@@ -132,6 +132,7 @@ def plot(rows: Sequence[Mapping[str, Any]], curves: Mapping[str, tuple[list[int]
     lo = [r["eval_success_true_mean"] - r["eval_success_true_min"] for r in rows]
     hi = [r["eval_success_true_max"] - r["eval_success_true_mean"] for r in rows]
     ax2.bar(names, means, yerr=[lo, hi], capsize=4, color="tab:blue", alpha=0.8)
+    ax2.tick_params(axis="x", labelrotation=25, labelsize=8)
     ax2.set_ylim(0, 1.05)
     ax2.set_ylabel("held-out true success (mean, min-max over seeds)")
     ax2.set_title("S3K-CableInsert-v0, ground-truth keypoints (gt arm)")
