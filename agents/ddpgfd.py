@@ -26,6 +26,9 @@ behaviour-cloning loss on the   Nair et al. 2018, "Overcoming       ``bc_weight=
 demonstration samples           Exploration in Reinforcement
                                 Learning with Demonstrations"
 Q-filter on that loss           Nair et al. 2018                    ``q_filter=False``
+pre-training on the             DQfD: Hester et al. 2018            ``pretrain_steps=0``
+demonstrations alone before                                         (the default)
+any env interaction
 ==============================  ==================================  ===========================
 
 Differences from the papers, all deliberate:
@@ -97,6 +100,7 @@ import torch as th
 from gymnasium import spaces
 from stable_baselines3 import TD3
 from stable_baselines3.common.buffers import NStepReplayBuffer
+from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.noise import ActionNoise
 from stable_baselines3.common.type_aliases import GymEnv, ReplayBufferSamples, Schedule
 from stable_baselines3.common.utils import polyak_update
@@ -601,6 +605,8 @@ class DDPGfD(TD3):
         bc_weight: weight (>= 0) of the behaviour-cloning loss; 0 switches it off. Relative to
             ``-mean Q``: scale it with the size of the returns.
         q_filter: apply the Q-filter to the behaviour-cloning loss.
+        pretrain_steps: gradient steps (>= 0) on demonstration-only batches at the start of
+            the first ``learn`` (DQfD's pre-training phase; the same losses as later). 0: none.
         actor_l2: weight (>= 0) of the L2 term on the actor's weights (DQfD: 1e-5).
         critic_l2: weight (>= 0) of the L2 term on the critics' weights (DQfD: 1e-5).
         learning_starts: env steps before training starts; default 0 with demonstrations (the
@@ -626,6 +632,7 @@ class DDPGfD(TD3):
         n_steps: int = 5,
         bc_weight: float = 1.0,
         q_filter: bool = True,
+        pretrain_steps: int = 0,
         actor_l2: float = 1e-5,
         critic_l2: float = 1e-5,
         learning_rate: float | Schedule = 1e-3,
@@ -659,6 +666,9 @@ class DDPGfD(TD3):
                             ("critic_l2", critic_l2)):
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
                 raise ValueError(f"{name}: expected a finite number >= 0, got {value!r}")
+        if (isinstance(pretrain_steps, bool) or not isinstance(pretrain_steps, (int, np.integer))
+                or pretrain_steps < 0):
+            raise ValueError(f"pretrain_steps: expected an integer >= 0, got {pretrain_steps!r}")
         if demonstrations is not None and not isinstance(demonstrations, Sequence):
             raise TypeError(f"demonstrations: expected a list of episodes, got "
                             f"{type(demonstrations).__name__}")
@@ -667,6 +677,10 @@ class DDPGfD(TD3):
         self.demo_fraction = float(demo_fraction)
         self.bc_weight = float(bc_weight)
         self.q_filter = bool(q_filter)
+        self.pretrain_steps = int(pretrain_steps)
+        #: Pre-training steps done so far (saved with the model: a resumed run does not redo them).
+        self.pretrained_steps = 0
+        self._demo_only = False
         self.actor_l2 = float(actor_l2)
         self.critic_l2 = float(critic_l2)
         self.demo_buffer: DemoReplayBuffer | None = None
@@ -731,7 +745,7 @@ class DDPGfD(TD3):
         self.demonstrations, self.demo_buffer = list(demonstrations), buffer
 
     def _excluded_save_params(self) -> list[str]:
-        return [*super()._excluded_save_params(), "demonstrations", "demo_buffer"]
+        return [*super()._excluded_save_params(), "demonstrations", "demo_buffer", "_demo_only"]
 
     # ------------------------------------------------------------------ sampling
     def demo_batch_size(self, batch_size: int) -> int:
@@ -740,7 +754,7 @@ class DDPGfD(TD3):
         empty."""
         if self.demo_buffer is None:
             return 0
-        if self.replay_buffer is None or self.replay_buffer.size() == 0:
+        if self._demo_only or self.replay_buffer is None or self.replay_buffer.size() == 0:
             return batch_size
         return round(self.demo_fraction * batch_size)
 
@@ -783,6 +797,30 @@ class DDPGfD(TD3):
         return samples._replace(discounts=th.full_like(samples.rewards, self.gamma))
 
     # ------------------------------------------------------------------ training
+    def _setup_learn(self, total_timesteps: int, callback: Any = None,
+                     reset_num_timesteps: bool = True, tb_log_name: str = "run",
+                     progress_bar: bool = False) -> tuple[int, BaseCallback]:
+        out = super()._setup_learn(total_timesteps, callback, reset_num_timesteps, tb_log_name,
+                                   progress_bar)
+        todo = self.pretrain_steps - self.pretrained_steps
+        if todo > 0 and self.demo_buffer is not None:
+            self.pretrain(todo)
+        return out
+
+    def pretrain(self, gradient_steps: int) -> None:
+        """``gradient_steps`` DDPGfD updates on demonstration-only batches (DQfD's
+        pre-training phase, Hester et al. 2018); run by the first ``learn`` when
+        ``pretrain_steps > 0``. Needs demonstrations and a configured logger (``learn``
+        sets one up)."""
+        if self.demo_buffer is None:
+            raise ValueError("pretrain needs demonstrations")
+        self._demo_only = True
+        try:
+            self.train(gradient_steps=gradient_steps, batch_size=self.batch_size)
+        finally:
+            self._demo_only = False
+        self.pretrained_steps += gradient_steps
+
     def learn(self, total_timesteps: int, callback: Any = None, log_interval: int = 4,
               tb_log_name: str = "DDPGfD", reset_num_timesteps: bool = True,
               progress_bar: bool = False) -> DDPGfD:

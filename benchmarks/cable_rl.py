@@ -239,6 +239,7 @@ class AgentParams:
         n_steps: steps of the n-step return.
         bc_weight: weight of the behaviour-cloning loss (0 = off).
         q_filter: Q-filter on the BC loss.
+        pretrain_steps: DQfD pre-training steps on the demonstrations before interaction.
         actor_l2, critic_l2: L2 weights on the networks' weights.
         learning_rate: Adam learning rate of actor and critics.
         batch_size: transitions per gradient step.
@@ -252,6 +253,7 @@ class AgentParams:
     n_steps: int = 5
     bc_weight: float = 1.0
     q_filter: bool = True
+    pretrain_steps: int = 0
     actor_l2: float = 1e-5
     critic_l2: float = 1e-5
     learning_rate: float = 1e-3
@@ -1129,6 +1131,15 @@ class RunContext:
     vae_sha: str | None
 
 
+def _agent_stamp(agent: AgentParams) -> dict[str, Any]:
+    """The agent settings of a run's stamp (``pretrain_steps`` only when used, so runs made
+    before it existed stay reusable)."""
+    d = asdict(agent)
+    if d["pretrain_steps"] == 0:
+        del d["pretrain_steps"]
+    return d
+
+
 def run_stamp(ctx: RunContext, arm: str, seed: int) -> dict[str, Any]:
     """Everything that determines the result of one (arm, seed) run."""
     cfg = ctx.cfg
@@ -1136,7 +1147,7 @@ def run_stamp(ctx: RunContext, arm: str, seed: int) -> dict[str, Any]:
         "cache_version": CACHE_VERSION, "arm": arm, "seed": seed, "steps": cfg.steps,
         "eval_episodes": cfg.eval_episodes, "eval_seed_base": EVAL_SEED_BASE,
         "train_seed_base": TRAIN_SEED_BASE, "camera_seed": cfg.camera_seed,
-        "agent": asdict(cfg.agent), "demos_sha256": ctx.demos[arm]["content_sha256"],
+        "agent": _agent_stamp(cfg.agent), "demos_sha256": ctx.demos[arm]["content_sha256"],
         "keypoint_checkpoint_sha256": ctx.kp_sha if arm != "gt" else None,
         "vae_sha256": ctx.vae_sha if arm == "vae" else None})
 
@@ -1232,7 +1243,8 @@ def run_one(ctx: RunContext, arm: str, seed: int) -> dict[str, Any]:
             model = DDPGfD(
                 "MlpPolicy", env, demonstrations=demos, demo_fraction=a.demo_fraction,
                 n_steps=a.n_steps, bc_weight=a.bc_weight, q_filter=a.q_filter,
-                actor_l2=a.actor_l2, critic_l2=a.critic_l2, learning_rate=a.learning_rate,
+                pretrain_steps=a.pretrain_steps, actor_l2=a.actor_l2, critic_l2=a.critic_l2,
+                learning_rate=a.learning_rate,
                 buffer_size=max(cfg.steps, 1), batch_size=a.batch_size, gamma=a.gamma, tau=a.tau,
                 action_noise=NormalActionNoise(np.zeros(6), a.action_noise * np.ones(6)),
                 policy_kwargs={"net_arch": list(a.net_arch)}, tensorboard_log=tb, seed=seed,
@@ -1553,6 +1565,8 @@ def build_parser() -> argparse.ArgumentParser:
     a = AgentParams()
     p.add_argument("--demo-fraction", type=float, default=a.demo_fraction)
     p.add_argument("--bc-weight", type=float, default=a.bc_weight)
+    p.add_argument("--pretrain-steps", type=int, default=a.pretrain_steps,
+                   help="DQfD pre-training: gradient steps on the demonstrations alone first")
     p.add_argument("--no-q-filter", dest="q_filter", action="store_false",
                    help="clone every demonstrated action (no Q-filter on the BC loss)")
     p.add_argument("--n-steps", type=int, default=a.n_steps)
@@ -1602,9 +1616,9 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
     if a.threads < 1:
         p.error(f"--threads: expected >= 1, got {a.threads}")
     if not 0.0 <= a.demo_fraction <= 1.0 or a.bc_weight < 0 or a.n_steps < 1 or (
-            a.action_noise < 0):
+            a.action_noise < 0 or a.pretrain_steps < 0):
         p.error("expected 0 <= --demo-fraction <= 1, --bc-weight >= 0, --n-steps >= 1, "
-                "--action-noise >= 0")
+                "--action-noise >= 0, --pretrain-steps >= 0")
     vae_minutes = pick(a.vae_minutes, prof.vae_minutes)
     if vae_minutes is not None and not vae_minutes > 0:
         p.error(f"--vae-minutes: expected > 0, got {vae_minutes}")
@@ -1615,6 +1629,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
         p.error(f"--keypoint-checkpoint: no such file {kp_ckpt}")
     agent = dataclasses.replace(AgentParams(), demo_fraction=a.demo_fraction,
                                 bc_weight=a.bc_weight, n_steps=a.n_steps, q_filter=a.q_filter,
+                                pretrain_steps=a.pretrain_steps,
                                 action_noise=a.action_noise)
     if a.tag and not a.tag.replace("-", "").replace("_", "").isalnum():
         p.error(f"--tag: expected letters, digits, '-' or '_', got {a.tag!r}")

@@ -20,6 +20,8 @@ variant              DDPGfD settings (everything else: :class:`benchmarks.cable_
 ``no_qfilter``       BC on every demonstration sample (no Q-filter)
 ``bc10_no_qfilter``  BC weight 10, no Q-filter
 ``bc100_no_qfilter`` BC weight 100, no Q-filter (BC then outweighs ``-mean Q``, ~4 here)
+``pretrain``         the defaults after 3,000 DQfD pre-training steps on the demonstrations
+``pretrain_bc100``   pre-training + BC weight 100, no Q-filter
 ===================  =======================================================================
 
 Every variant uses its own work directory ``--work-dir/<variant>`` (cable_rl refuses to mix
@@ -71,6 +73,8 @@ VARIANTS: dict[str, list[str]] = {
     "no_qfilter": ["--no-q-filter"],
     "bc10_no_qfilter": ["--bc-weight", "10", "--no-q-filter"],
     "bc100_no_qfilter": ["--bc-weight", "100", "--no-q-filter"],
+    "pretrain": ["--pretrain-steps", "3000"],
+    "pretrain_bc100": ["--pretrain-steps", "3000", "--bc-weight", "100", "--no-q-filter"],
 }
 CSV_COLUMNS = (
     "variant", "flags", "seeds", "steps",

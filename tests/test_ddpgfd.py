@@ -517,3 +517,29 @@ def test_demonstrations_make_the_toy_task_learnable_faster():
           f"without {without}")
     assert min(with_demos) >= 0.6, (with_demos, without)
     assert np.mean(with_demos) - np.mean(without) >= 0.5, (with_demos, without)
+
+
+def test_pretraining_runs_on_demonstrations_alone_once(tmp_path):
+    demos = record(PointGoalEnv(), 5, seed=0)
+    model = make_model(demonstrations=demos, pretrain_steps=40)
+    seen: list[int] = []
+    sample = model.sample_batch
+
+    def spy(batch_size: int) -> Any:
+        samples, is_demo = sample(batch_size)
+        seen.append(int(is_demo.sum()))
+        return samples, is_demo
+
+    model.sample_batch = spy  # type: ignore[method-assign]
+    fill_agent_buffer(model)  # even with agent data stored, pre-training uses demos only
+    model.learn(1)
+    assert seen[:40] == [64] * 40 and model.pretrained_steps == 40
+    assert seen[40:] == [round(0.25 * 64)] * (len(seen) - 40)
+    model.save(tmp_path / "m.zip")
+    loaded = DDPGfD.load(tmp_path / "m.zip", env=PointGoalEnv(), demonstrations=demos)
+    assert loaded.pretrained_steps == 40
+    n_before = loaded._n_updates
+    loaded.learn(1, reset_num_timesteps=False)
+    assert loaded._n_updates - n_before <= 1  # not pre-trained again
+    with pytest.raises(ValueError, match="pretrain_steps"):
+        make_model(demonstrations=demos, pretrain_steps=-1)
