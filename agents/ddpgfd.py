@@ -802,9 +802,10 @@ class DDPGfD(TD3):
                      progress_bar: bool = False) -> tuple[int, BaseCallback]:
         out = super()._setup_learn(total_timesteps, callback, reset_num_timesteps, tb_log_name,
                                    progress_bar)
-        todo = self.pretrain_steps - self.pretrained_steps
-        if todo > 0 and self.demo_buffer is not None:
-            self.pretrain(todo)
+        # Only the first learn pre-trains: pretrained_steps is saved with the model.
+        remaining = self.pretrain_steps - self.pretrained_steps
+        if remaining > 0 and self.demo_buffer is not None:
+            self.pretrain(remaining)
         return out
 
     def pretrain(self, gradient_steps: int) -> None:

@@ -59,15 +59,22 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import common
-from benchmarks.keypoint_experiments import RunSpec, mean_over_seeds, run_grid, write_results
+from benchmarks.keypoint_experiments import (
+    RunSpec,
+    add_common_args,
+    check_common_args,
+    mean_over_seeds,
+    result_stem,
+    run_grid,
+    write_results,
+)
 from benchmarks.label_scaling import (
     ENV_ID,
-    add_profile_args,
+    RUNS_DIR_HELP,
     box_data,
     box_run,
     pivot_table,
     resolve_dirs,
-    stem,
 )
 from benchmarks.label_scaling import PROFILES as DATA_PROFILES
 
@@ -201,13 +208,14 @@ def plot(rows: Sequence[Mapping[str, Any]], path: Path) -> Path:
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.alpha_sweep",
                                 description=(__doc__ or "").split("\n\n")[0])
-    add_profile_args(p)
+    add_common_args(p, RUNS_DIR_HELP)
     p.add_argument("--alphas", type=float, nargs="+", default=None,
                    help="alphas of the gated sweep (default: the profile's)")
     p.add_argument("--labelled", type=int, nargs="+", default=None,
                    help="labelled counts (default: the profile's)")
     p.add_argument("--no-ungated", action="store_true", help="skip the ungated runs")
     args = p.parse_args(argv)
+    check_common_args(p, args)
     resolve_dirs(args)
     t0 = time.monotonic()
     profile = PROFILES[args.profile]
@@ -239,7 +247,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "datasets": {k: v.dirname() for k, v in box_data(args.profile).items()},
                 "jobs": args.jobs, "runs_dir": args.runs_dir, "data_dir": args.data_dir,
                 "wall_s": wall}
-    out = write_results(args.out, stem("alpha_sweep", args.profile), rows, CSV_COLUMNS,
+    out = write_results(args.out, result_stem("alpha_sweep", args.profile), rows, CSV_COLUMNS,
                         settings, plot, extra={"means": means})
     zero = [m for m in means if m["alpha"] == 0]
     for gate in ("gated", "ungated"):

@@ -77,12 +77,14 @@ if not os.environ.get("DISPLAY"):
 
 from benchmarks import common
 from benchmarks.keypoint_experiments import (
-    DEFAULT_DATA_DIR,
     DEFAULT_RUNS_DIR,
     DatasetSpec,
     RunSpec,
     Subset,
+    add_common_args,
+    check_common_args,
     mean_over_seeds,
+    result_stem,
     run_grid,
     write_results,
 )
@@ -331,30 +333,15 @@ def plot(rows: Sequence[Mapping[str, Any]], path: Path) -> Path:
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m benchmarks.domain_shift",
                                 description=__doc__.split("\n\n")[0])
-    g = p.add_mutually_exclusive_group(required=True)
-    for name in PROFILES:
-        g.add_argument(f"--{name}", dest="profile", action="store_const", const=name,
-                       help=f"the {name} profile (see the module docstring)")
+    add_common_args(p, "default runs/paper_runs/domain_shift[_quick|_smoke]")
     p.add_argument("--labels", type=int, nargs="+", help="override the labelled counts")
     p.add_argument("--unlabelled", type=int, nargs="+", help="override the unlabelled sizes")
-    p.add_argument("--seeds", type=int, nargs="+", help="override the training seeds")
-    p.add_argument("--minutes", type=float, help="override the CPU-minutes per run")
-    p.add_argument("--jobs", type=int, default=2, help="runs trained side by side")
-    p.add_argument("--workers", type=int, default=None, help="dataset generation processes")
-    p.add_argument("--out", type=Path, default=None,
-                   help="results directory (default benchmarks/results; smoke: runs dir)")
-    p.add_argument("--runs-dir", type=Path, default=None,
-                   help="default runs/paper_runs/domain_shift[_quick|_smoke]")
-    p.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
     args = p.parse_args(argv)
-    for name in ("labels", "unlabelled", "seeds"):
+    check_common_args(p, args)
+    for name in ("labels", "unlabelled"):
         values = getattr(args, name)
-        if values is not None and (not values or min(values) < (1 if name == "labels" else 0)):
+        if values is not None and min(values) < (1 if name == "labels" else 0):
             p.error(f"--{name}: expected values >= {1 if name == 'labels' else 0}")
-    if args.minutes is not None and not (math.isfinite(args.minutes) and args.minutes > 0):
-        p.error("--minutes: expected a value > 0")
-    if args.jobs < 1:
-        p.error("--jobs: expected >= 1")
     return args
 
 
@@ -368,8 +355,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.minutes is not None:
         changes["minutes"] = args.minutes
     profile = replace(profile, **changes)
-    suffix = "" if profile.name == "full" else f"_{profile.name}"
-    stem = f"domain_shift{suffix}"
+    stem = result_stem("domain_shift", profile.name)
     runs_dir = args.runs_dir or DEFAULT_RUNS_DIR / stem
     out_dir = args.out or (runs_dir if profile.name == "smoke" else common.RESULTS_DIR)
     runs = build_runs(profile)

@@ -29,6 +29,7 @@ the budget (``minutes``) may grow: the run then resumes and trains on.
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import math
@@ -751,3 +752,44 @@ def write_results(out_dir: Path, stem: str, rows: Sequence[Mapping[str, Any]],
         common.write_json(out_dir / f"{stem}.json", doc),
         plot(rows, out_dir / f"{stem}.png"),
     ]
+
+
+# ---------------------------------------------------------------------------- command line
+PROFILE_NAMES = ("smoke", "quick", "full")
+
+
+def add_common_args(p: argparse.ArgumentParser, runs_dir_help: str) -> None:
+    """The options every paper benchmark shares: the profile (one of ``--smoke``,
+    ``--quick``, ``--full``, required), ``--jobs``, ``--workers``, ``--out``,
+    ``--runs-dir`` (described by ``runs_dir_help``), ``--data-dir``, ``--seeds``,
+    ``--minutes`` (CPU-minutes per run). Check them with :func:`check_common_args`."""
+    g = p.add_mutually_exclusive_group(required=True)
+    for name in PROFILE_NAMES:
+        g.add_argument(f"--{name}", action="store_const", dest="profile", const=name,
+                       help=f"the {name} profile (see the module docstring)")
+    p.add_argument("--jobs", type=int, default=2, help="runs trained side by side")
+    p.add_argument("--workers", type=int, default=None, help="dataset generation processes")
+    p.add_argument("--out", type=Path, default=None,
+                   help="result directory (default benchmarks/results; --smoke: the runs dir)")
+    p.add_argument("--runs-dir", type=Path, default=None, help=runs_dir_help)
+    p.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR,
+                   help="generated datasets (shared by the paper benchmarks)")
+    p.add_argument("--seeds", type=int, nargs="+", default=None,
+                   help="training seeds (default: the profile's)")
+    p.add_argument("--minutes", type=float, default=None,
+                   help="CPU-minutes per run (default: the profile's)")
+
+
+def check_common_args(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Reject (``p.error``) bad values of the options of :func:`add_common_args`."""
+    if args.jobs < 1:
+        p.error(f"--jobs: expected >= 1, got {args.jobs}")
+    if args.minutes is not None and not (math.isfinite(args.minutes) and args.minutes > 0):
+        p.error(f"--minutes: expected a value > 0, got {args.minutes}")
+    if args.seeds is not None and min(args.seeds) < 0:
+        p.error("--seeds: expected values >= 0")
+
+
+def result_stem(name: str, profile: str) -> str:
+    """Result file stem: ``name`` (full), ``name_quick`` or ``name_smoke``."""
+    return name if profile == "full" else f"{name}_{profile}"

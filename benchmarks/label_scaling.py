@@ -65,12 +65,14 @@ from typing import Any
 
 from benchmarks import common
 from benchmarks.keypoint_experiments import (
-    DEFAULT_DATA_DIR,
     DEFAULT_RUNS_DIR,
     DatasetSpec,
     RunSpec,
     Subset,
+    add_common_args,
+    check_common_args,
     mean_over_seeds,
+    result_stem,
     run_grid,
     write_results,
 )
@@ -283,24 +285,8 @@ def plot(rows: Sequence[Mapping[str, Any]], path: Path) -> Path:
     return out
 
 
-def add_profile_args(p: argparse.ArgumentParser) -> None:
-    """The options every paper benchmark shares: profile, jobs, directories."""
-    g = p.add_mutually_exclusive_group(required=True)
-    for name in ("smoke", "quick", "full"):
-        g.add_argument(f"--{name}", action="store_const", dest="profile", const=name,
-                       help=f"the {name} profile (see the module docstring)")
-    p.add_argument("--jobs", type=int, default=2, help="runs trained side by side")
-    p.add_argument("--workers", type=int, default=None, help="dataset generation processes")
-    p.add_argument("--out", type=Path, default=None,
-                   help="result directory (default benchmarks/results; --smoke: the runs dir)")
-    p.add_argument("--runs-dir", type=Path, default=None,
-                   help=f"run directories (default {DEFAULT_RUNS_DIR}/box_<profile>)")
-    p.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR,
-                   help="generated datasets (shared by the paper benchmarks)")
-    p.add_argument("--seeds", type=int, nargs="+", default=None,
-                   help="training seeds (default: the profile's)")
-    p.add_argument("--minutes", type=float, default=None,
-                   help="budget per run (default: the profile's)")
+#: ``--runs-dir`` help of the Box benchmarks (label_scaling and alpha_sweep share runs).
+RUNS_DIR_HELP = f"run directories (default {DEFAULT_RUNS_DIR}/box_<profile>)"
 
 
 def resolve_dirs(args: argparse.Namespace) -> None:
@@ -309,20 +295,16 @@ def resolve_dirs(args: argparse.Namespace) -> None:
     args.out = args.out or (args.runs_dir if args.profile == "smoke" else common.RESULTS_DIR)
 
 
-def stem(name: str, profile: str) -> str:
-    """Result file stem: ``name`` (full), ``name_quick`` or ``name_smoke``."""
-    return name if profile == "full" else f"{name}_{profile}"
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.label_scaling",
                                 description=(__doc__ or "").split("\n\n")[0])
-    add_profile_args(p)
+    add_common_args(p, RUNS_DIR_HELP)
     p.add_argument("--labelled", type=int, nargs="+", default=None,
                    help="labelled sizes (default: the profile's; at most its largest)")
     p.add_argument("--unlabelled", type=int, nargs="+", default=None,
                    help="unlabelled sizes (default: the profile's; at most its largest)")
     args = p.parse_args(argv)
+    check_common_args(p, args)
     resolve_dirs(args)
     t0 = time.monotonic()
     profile = PROFILES[args.profile]
@@ -349,7 +331,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "datasets": {k: v.dirname() for k, v in box_data(args.profile).items()},
                 "jobs": args.jobs, "runs_dir": args.runs_dir, "data_dir": args.data_dir,
                 "wall_s": wall}
-    out = write_results(args.out, stem("label_scaling", args.profile), rows, CSV_COLUMNS,
+    out = write_results(args.out, result_stem("label_scaling", args.profile), rows, CSV_COLUMNS,
                         settings, plot, extra={"means": means})
     print(f"\nTest RMS error (px), mean over {len(grid.seeds)} seed(s); rows: labelled, "
           "columns: unlabelled (alpha 0.5 where > 0, 0 where 0)\n")

@@ -77,12 +77,14 @@ if not os.environ.get("DISPLAY"):
 
 from benchmarks import common
 from benchmarks.keypoint_experiments import (
-    DEFAULT_DATA_DIR,
     DEFAULT_RUNS_DIR,
     DatasetSpec,
     RunSpec,
     Subset,
+    add_common_args,
+    check_common_args,
     mean_over_seeds,
+    result_stem,
     run_grid,
     write_results,
 )
@@ -305,34 +307,17 @@ def plot(rows: Sequence[Mapping[str, Any]], path: Path) -> Path:
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m benchmarks.shoe_generalization",
                                 description=__doc__.split("\n\n")[0])
-    g = p.add_mutually_exclusive_group(required=True)
-    for name in PROFILES:
-        g.add_argument(f"--{name}", dest="profile", action="store_const", const=name,
-                       help=f"the {name} profile (see the module docstring)")
+    add_common_args(p, "default runs/paper_runs/shoe_generalization[_quick|_smoke]")
     p.add_argument("--shoes", type=int, nargs="+", help="override the labelled shoe counts")
     p.add_argument("--total-labels", type=int, help="override the labelled samples per run")
     p.add_argument("--unlabelled", type=int, help="override the unlabelled samples")
-    p.add_argument("--seeds", type=int, nargs="+", help="override the training seeds")
-    p.add_argument("--minutes", type=float, help="override the CPU-minutes per run")
-    p.add_argument("--jobs", type=int, default=2, help="runs trained side by side")
-    p.add_argument("--workers", type=int, default=None, help="dataset generation processes")
-    p.add_argument("--out", type=Path, default=None,
-                   help="results directory (default benchmarks/results; smoke: runs dir)")
-    p.add_argument("--runs-dir", type=Path, default=None,
-                   help="default runs/paper_runs/shoe_generalization[_quick|_smoke]")
-    p.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
     args = p.parse_args(argv)
     if args.shoes is not None and not all(1 <= k <= len(TRAIN_SHOES) for k in args.shoes):
         p.error(f"--shoes: expected values in 1..{len(TRAIN_SHOES)}")
-    if args.seeds is not None and min(args.seeds) < 0:
-        p.error("--seeds: expected values >= 0")
     for name in ("total_labels", "unlabelled"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')}: expected >= 1")
-    if args.minutes is not None and not (math.isfinite(args.minutes) and args.minutes > 0):
-        p.error("--minutes: expected a value > 0")
-    if args.jobs < 1:
-        p.error("--jobs: expected >= 1")
+    check_common_args(p, args)
     return args
 
 
@@ -350,8 +335,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if profile.total_labels < max(profile.shoes):
         raise SystemExit(f"--total-labels {profile.total_labels} < {max(profile.shoes)} shoes:"
                          " every labelled shoe needs at least one labelled sample")
-    suffix = "" if profile.name == "full" else f"_{profile.name}"
-    stem = f"shoe_generalization{suffix}"
+    stem = result_stem("shoe_generalization", profile.name)
     runs_dir = args.runs_dir or DEFAULT_RUNS_DIR / stem
     out_dir = args.out or (runs_dir if profile.name == "smoke" else common.RESULTS_DIR)
     runs = build_runs(profile)
