@@ -91,24 +91,16 @@ def fit_policy(obs: np.ndarray, actions: np.ndarray, steps: int, seed: int,
     return net.eval(), mse
 
 
-def evaluate(policy: torch.nn.Module, env: Any, episodes: int, seed_base: int
-             ) -> list[dict[str, Any]]:
-    """Deterministic episodes on env seeds ``seed_base + i``; one ``cable_rl`` row each."""
-    from benchmarks.cable_rl import episode_row
+class _Deterministic:
+    """A torch policy with the ``predict(obs, deterministic)`` of an SB3 model, so that
+    :func:`benchmarks.cable_rl.evaluate` runs it."""
 
-    rows = []
-    for i in range(episodes):
-        obs, info = env.reset(seed=seed_base + i)
-        ret, length, done = 0.0, 0, False
-        while not done:
-            with torch.no_grad():
-                action = policy(torch.as_tensor(obs, dtype=torch.float32)).numpy()
-            obs, reward, terminated, truncated, info = env.step(action)
-            ret += float(reward)
-            length += 1
-            done = terminated or truncated
-        rows.append({"eval_seed": seed_base + i, **episode_row(info, ret, length)})
-    return rows
+    def __init__(self, policy: torch.nn.Module) -> None:
+        self.policy = policy
+
+    def predict(self, obs: np.ndarray, deterministic: bool = True) -> tuple[np.ndarray, None]:
+        with torch.no_grad():
+            return self.policy(torch.as_tensor(obs, dtype=torch.float32)).numpy(), None
 
 
 def plot(rows: Sequence[Mapping[str, Any]], path: Path) -> Path:
@@ -181,7 +173,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             for seed in a.seeds:
                 t0 = time.monotonic()
                 policy, mse = fit_policy(obs, actions, a.fit_steps, seed)
-                eps = evaluate(policy, env, a.episodes, cable_rl.EVAL_SEED_BASE)
+                eps = cable_rl.evaluate(_Deterministic(policy), env, a.episodes)
                 mses.append(mse)
                 per_seed.append(eps)
                 episodes_out += [{"arm": arm, "seed": seed, **e} for e in eps]

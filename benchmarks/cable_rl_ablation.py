@@ -99,25 +99,25 @@ def _copy_demos(source: Path, target: Path) -> None:
 def _training_curve(episodes_csv: Path, window: int, steps: int) -> tuple[list[int], list[float]]:
     """Rolling true-success rate (over the last ``window`` env steps) of every seed, averaged.
 
-    Returns ``(x, y)``: env steps (every 100) and the mean over seeds of the fraction of the
-    episodes that ended in the window and succeeded (NaN-free: empty windows are skipped).
+    Returns ``(x, y)``: env steps (every 100) and the mean over seeds of
+    :func:`benchmarks.cable_rl.rolling_success` (grid points where no seed has an episode in
+    the window are skipped).
     """
+    import numpy as np
+
+    from benchmarks.cable_rl import rolling_success
+
     by_seed: dict[str, list[tuple[int, int]]] = {}
     with open(episodes_csv, newline="") as f:
         for r in csv.DictReader(f):
             by_seed.setdefault(r["seed"], []).append((int(r["steps"]),
                                                       int(float(r["success_true"]))))
-    xs, ys = [], []
-    for x in range(window, steps + 1, 100):
-        rates = []
-        for eps in by_seed.values():
-            sel = [s for t, s in eps if x - window < t <= x]
-            if sel:
-                rates.append(sum(sel) / len(sel))
-        if rates:
-            xs.append(x)
-            ys.append(sum(rates) / len(rates))
-    return xs, ys
+    grid = np.arange(window, steps + 1, 100)
+    rates = np.array([rolling_success(np.array([t for t, _ in eps]),
+                                      np.array([ok for _, ok in eps]), grid, window)
+                      for eps in by_seed.values()])
+    keep = ~np.all(np.isnan(rates), axis=0)
+    return grid[keep].tolist(), np.nanmean(rates[:, keep], axis=0).tolist()
 
 
 def plot(rows: Sequence[Mapping[str, Any]], curves: Mapping[str, tuple[list[int], list[float]]],
