@@ -70,7 +70,7 @@ key                shape                     meaning
 An episode whose last step is neither terminated nor truncated is treated as truncated (the
 recording stopped; the final observation is bootstrapped from). A step both terminated and
 truncated counts as terminated, as in SB3's vec envs. :func:`episodes_from_recording` converts
-the files of :mod:`agents.demos` to this format.
+the files of :mod:`s3k_envs.demos` to this format.
 
 Typical use on the keypoint-observation cable task::
 
@@ -109,7 +109,7 @@ from stable_baselines3.td3.policies import TD3Policy
 from torch.nn import functional as F
 
 #: Number of expert episodes the S3K paper's agent starts from (§6.2), the default of
-#: :func:`episodes_from_recording` and of ``python -m agents.demos``.
+#: :func:`episodes_from_recording` and of ``python -m s3k_envs.demos``.
 DEFAULT_NUM_DEMONSTRATIONS = 51
 #: ``learning_starts`` of :class:`DDPGfD` without demonstrations (TD3's default).
 LEARNING_STARTS_WITHOUT_DEMOS = 100
@@ -340,11 +340,11 @@ def episodes_from_recording(
     keys: Sequence[str] | None = None,
     num_episodes: int | None = DEFAULT_NUM_DEMONSTRATIONS,
 ) -> list[DemoEpisode]:
-    """Convert episodes recorded by :mod:`agents.demos` to :class:`DemoEpisode` dicts.
+    """Convert episodes recorded by :mod:`s3k_envs.demos` to :class:`DemoEpisode` dicts.
 
     Args:
         recorded: a demonstrations ``.npz`` (read with
-            :func:`agents.demos.load_demonstrations`) or the episodes it returns.
+            :func:`s3k_envs.demos.load_demonstrations`) or the episodes it returns.
         observation_fn: maps one recorded step ``(obs, info)`` (dicts of that step's arrays:
             ``obs["gripper_pos"]`` ``(3,)``, ``obs["images"]`` ``(C, H, W, 3)`` if recorded,
             ``info["keypoints"]`` ``(K, 3)`` m, ...) to the agent's observation (a dict or an
@@ -368,7 +368,7 @@ def episodes_from_recording(
             observations do not have.
     """
     if isinstance(recorded, (str, os.PathLike)):
-        from agents.demos import load_demonstrations
+        from s3k_envs.demos import load_demonstrations
 
         source = f"{os.fspath(recorded)}"
         recorded = load_demonstrations(recorded)
@@ -387,7 +387,7 @@ def episodes_from_recording(
         missing = [k for k in _EPISODE_KEYS if k not in episode]
         if missing:
             raise ValueError(f"recorded episode {i}: missing key(s) {missing}, not an episode of "
-                             "agents.demos.load_demonstrations")
+                             "s3k_envs.demos.load_demonstrations")
         observations = episode["observations"]
         if observation_fn is not None:
             infos = episode.get("infos", {})

@@ -37,8 +37,8 @@ Pipeline, every step cached under ``WORK = --work-dir/<profile>`` (default
 ``runs/cable_rl/<profile>``) and resumed when the command is rerun:
 
 1. **Demonstrations**: ``--demos`` (default 51, the paper's count) successful episodes of
-   :class:`agents.scripted.CableInsertExpert` with images, on the fixed rig
-   (:func:`agents.demos.run_episode` / ``save_demonstrations``, ``WORK/demos/cable.npz``).
+   :class:`s3k_envs.experts.CableInsertExpert` with images, on the fixed rig
+   (:func:`s3k_envs.demos.run_episode` / ``save_demonstrations``, ``WORK/demos/cable.npz``).
    They are recorded on the env with ``terminate_on_success=False``, as the arms' envs are
    made, and go on ``--demo-extra-steps`` (6) control steps after the first true success
    (:class:`ContinueAfterSuccess`): with the shipped checkpoint the predicted ``plug_tip`` is
@@ -167,7 +167,9 @@ from stable_baselines3.common.noise import NormalActionNoise
 import s3k_envs  # noqa: F401  (registers the S3K envs)
 from agents.beta_vae import BetaVAE, VAEObservation, linear_probe, load_vae, train_vae
 from agents.ddpgfd import DDPGfD, DemoEpisode, episodes_from_recording, flatten_dict_observations
-from agents.demos import (
+from benchmarks import common
+from s3k_envs.checkpoints import default_checkpoint
+from s3k_envs.demos import (
     FORMAT_VERSION,
     load_demonstrations,
     load_metadata,
@@ -175,8 +177,6 @@ from agents.demos import (
     run_episode,
     save_demonstrations,
 )
-from benchmarks import common
-from s3k_envs.checkpoints import default_checkpoint
 from s3k_envs.keypoints.data import generate_dataset, read_manifest
 from s3k_envs.keypoints.predictor import KeypointPredictor
 from s3k_envs.wrappers.keypoints import KeypointObservation, keypoint_bounds_for
@@ -666,9 +666,9 @@ def stage_demos(cfg: Config, work: Path) -> tuple[Path, dict[str, Any]]:
     Episode ``i`` of the attempts is reset with seed ``demo_seed + i`` on
     ``S3K-CableInsert-v0`` made with ``terminate_on_success=False`` inside
     :class:`ContinueAfterSuccess` (``demo_extra_steps``), run with
-    :func:`agents.demos.run_episode` (the scripted expert of :func:`agents.demos.make_expert`)
+    :func:`s3k_envs.demos.run_episode` (the scripted expert of :func:`s3k_envs.experts.make_expert`)
     and kept when the env reported success at some step; written with
-    :func:`agents.demos.save_demonstrations` (its format; the metadata records the extra
+    :func:`s3k_envs.demos.save_demonstrations` (its format; the metadata records the extra
     steps).
 
     Returns:

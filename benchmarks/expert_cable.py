@@ -1,6 +1,6 @@
 """Scripted expert on S3K-CableInsert-v0: success rate, steps, contact penetration, throughput.
 
-Runs :class:`agents.scripted.CableInsertExpert` on ``--episodes`` seeded episodes (seeds
+Runs :class:`s3k_envs.experts.CableInsertExpert` on ``--episodes`` seeded episodes (seeds
 ``seed, seed+1, ...``; 40-step time limit as registered) and records per episode: success,
 control steps, final ``insertion_error`` (m) and the deepest contact penetration (m) seen at
 any 2 ms physics substep (read in MuJoCo's control callback, which runs inside every
@@ -42,9 +42,9 @@ import gymnasium as gym
 import mujoco
 import numpy as np
 
-from agents.scripted import CableInsertExpert
 from benchmarks import common
 from s3k_envs.envs.cable import MAX_EPISODE_STEPS, CableInsertEnv
+from s3k_envs.experts import CableInsertExpert
 
 ENV_ID = "S3K-CableInsert-v0"
 CSV_COLUMNS = ("seed", "success", "steps", "final_insertion_error_m", "max_penetration_m")

@@ -47,7 +47,7 @@ def _cmd_envs(_: argparse.Namespace) -> None:
 #: sub-command -> (module with ``main(argv)``, help)
 FORWARDED: dict[str, tuple[str, str]] = {
     "demo": ("s3k_envs.demo", "end-to-end demo: data, training, evaluation, keypoint policy"),
-    "demos": ("agents.demos", "record successful expert demonstrations"),
+    "demos": ("s3k_envs.demos", "record successful expert demonstrations"),
     "generate": ("s3k_envs.keypoints.data", "generate a labelled/unlabelled multi-view dataset"),
     "train": ("s3k_envs.keypoints.train", "train an S3K keypoint model"),
     "evaluate": ("s3k_envs.keypoints.evaluate", "evaluate a keypoint checkpoint on a dataset"),

@@ -35,7 +35,7 @@ import gymnasium as gym
 import numpy as np
 
 import s3k_envs
-from agents.demos import make_expert
+from s3k_envs.experts import make_expert
 from s3k_envs.viz import draw_points, mosaic, write_png, write_video
 
 #: The demo's default env: fast to render and to learn, a 1 cm reach task.

@@ -15,7 +15,6 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 from s3k_test_utils import place_gripper
 
-from agents.scripted import CableInsertExpert
 from s3k_envs.envs.cable import (
     HOLE_HALF_WIDTH,
     MAX_EPISODE_STEPS,
@@ -28,6 +27,7 @@ from s3k_envs.envs.cable import (
     insertion_success,
     tip_keypoint,
 )
+from s3k_envs.experts import CableInsertExpert
 
 ENV_ID = "S3K-CableInsert-v0"
 if ENV_ID not in gym.registry:  # until s3k_envs/registration.py lists it

@@ -1,5 +1,5 @@
 """Tests of agents/ddpgfd.py: the demonstration buffer's n-step returns, batch mixing, the
-Q-filter and behaviour-cloning loss, L2, Dict flattening, the agents.demos adapter, save/load,
+Q-filter and behaviour-cloning loss, L2, Dict flattening, the s3k_envs.demos adapter, save/load,
 and that demonstrations make a toy sparse-reward task learnable within a few hundred steps."""
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from stable_baselines3.common.noise import NormalActionNoise
 from stable_baselines3.common.save_util import load_from_zip_file
 from stable_baselines3.common.vec_env import DummyVecEnv
 
-from agents import demos as demos_io
 from agents.ddpgfd import (
     DDPGfD,
     DemoReplayBuffer,
@@ -30,6 +29,7 @@ from agents.ddpgfd import (
     q_filter_mask,
     validate_episodes,
 )
+from s3k_envs import demos as demos_io
 
 torch.set_num_threads(1)
 
@@ -452,9 +452,9 @@ def test_dict_observations_without_demonstrations_run_as_td3(tmp_path):
     assert loaded.n_steps == 1
 
 
-# --------------------------------------------------------------------------- agents.demos adapter
+# --------------------------------------------------------------------------- s3k_envs.demos adapter
 def recorded_episode(seed: int, steps: int) -> dict[str, Any]:
-    """An episode as agents.demos.run_episode returns it (random numbers, right layout)."""
+    """An episode as s3k_envs.demos.run_episode returns it (random numbers, right layout)."""
     rng = np.random.default_rng(seed)
     n = steps + 1
     return {

@@ -1,4 +1,4 @@
-"""Tests of agents/demos.py: recording expert demonstrations, the .npz layout, loading, and
+"""Tests of s3k_envs/demos.py: recording expert demonstrations, the .npz layout, loading, and
 atomic writes."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from agents import demos
+from s3k_envs import demos
 from s3k_envs.envs.cable import MAX_EPISODE_STEPS
 
 ENV_ID = "S3K-CableInsert-v0"

@@ -21,9 +21,9 @@ import torch
 from gymnasium import spaces
 from gymnasium.utils.env_checker import check_env
 
-from agents.scripted import CableInsertExpert
 from s3k_envs import checkpoints
 from s3k_envs.envs.cable import PLUG_EXPOSED, insertion_error, insertion_success
+from s3k_envs.experts import CableInsertExpert
 from s3k_envs.keypoints.model import build_model, save_checkpoint
 from s3k_envs.keypoints.predictor import KeypointPredictor
 from s3k_envs.keypoints.train import TrainConfig

@@ -14,7 +14,6 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 from s3k_test_utils import segmentation
 
-from agents.scripted import ReachKeypointController
 from s3k_envs import geometry as geo
 from s3k_envs.envs import shoe_mesh
 from s3k_envs.envs.shoe_mesh import (
@@ -25,6 +24,7 @@ from s3k_envs.envs.shoe_mesh import (
     shoe_params,
 )
 from s3k_envs.envs.shoes import ShoesEnv, resolve_instances
+from s3k_envs.experts import ReachKeypointController
 
 ENV_ID = "S3K-Shoes-v0"
 ALL = tuple(range(NUM_INSTANCES))

@@ -167,7 +167,7 @@ class GenerationParams:
             coordinate, pixels.
         shard_size: samples per shard.
         rollout_steps: if > 0, each sample runs the env's scripted expert
-            (``agents.demos.make_expert``) for a number of steps drawn uniformly from
+            (``s3k_envs.experts.make_expert``) for a number of steps drawn uniformly from
             ``0..rollout_steps`` after the reset, so the data covers the states a task passes
             through (gripper near the object, plug in the socket), not only initial states.
             Envs without a scripted expert (e.g. wrapped with ``MultiViewCameras``) take
@@ -326,7 +326,7 @@ _RANDOM_ACTIONS = "random actions"
 
 
 def _rollout_policy(env: Any) -> Any:
-    """The scripted expert of an S3K env (``agents.demos.make_expert``), or
+    """The scripted expert of an S3K env (``s3k_envs.experts.make_expert``), or
     ``_RANDOM_ACTIONS`` for any other env with a bounded ``Box`` action space.
 
     Raises:
@@ -337,7 +337,7 @@ def _rollout_policy(env: Any) -> Any:
     from s3k_envs.envs.base import MultiViewEnv
 
     if isinstance(env.unwrapped, MultiViewEnv):
-        from agents.demos import make_expert
+        from s3k_envs.experts import make_expert
 
         return make_expert(env)
     space = env.action_space

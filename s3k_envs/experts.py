@@ -7,6 +7,7 @@ interface as a learned policy, but they read ``info["keypoints"]`` instead of pi
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import gymnasium as gym
@@ -249,3 +250,13 @@ class CableInsertExpert:
         action = np.zeros(6)
         action[:3] = vel / self.max_lin
         return np.clip(action, -1.0, 1.0).astype(np.float32)
+
+
+def make_expert(env: gym.Env) -> Callable[[dict[str, np.ndarray], dict[str, Any]], np.ndarray]:
+    """The scripted expert for ``env``: ``CableInsertExpert`` for the cable task (keypoints
+    ``plug_tip``, ``plug_base``, ``socket``), ``ReachKeypointController`` otherwise. The
+    returned object has ``reset()`` and maps ``(obs, info)`` to a ``(6,)`` action."""
+    names = set(env.unwrapped.keypoint_names)
+    if {"plug_tip", "plug_base", "socket"} <= names:
+        return CableInsertExpert(env)
+    return ReachKeypointController(env)

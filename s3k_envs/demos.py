@@ -1,14 +1,14 @@
 """Record successful scripted-expert episodes as demonstrations (``.npz``) and load them back.
 
 The S3K paper's RL agent (DDPG from demonstrations) starts from 51 successful episodes of the
-cable insertion task; ``python -m agents.demos`` records them::
+cable insertion task; ``python -m s3k_envs.demos`` records them::
 
-    python -m agents.demos --env S3K-CableInsert-v0 --episodes 51 --out runs/demos/cable.npz \\
+    python -m s3k_envs.demos --env S3K-CableInsert-v0 --episodes 51 --out runs/demos/cable.npz \\
         [--image-size 128] [--seed 0] [--no-images] [--max-attempts N]
 
 Episode ``i`` of the attempts is reset with seed ``seed + i``; failed episodes are skipped
-(counted and reported). The expert is :class:`agents.scripted.CableInsertExpert` for
-``S3K-CableInsert-v0`` and :class:`agents.scripted.ReachKeypointController` for the other envs.
+(counted and reported). The expert is :class:`s3k_envs.experts.CableInsertExpert` for
+``S3K-CableInsert-v0`` and :class:`s3k_envs.experts.ReachKeypointController` for the other envs.
 
 File layout (one compressed ``.npz``, every array loadable with ``allow_pickle=False``; ``E``
 episodes, ``N = sum T_e`` steps, ``N + E`` observations since each episode has ``T_e + 1``):
@@ -46,28 +46,17 @@ import json
 import os
 import sys
 import tempfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 
+from s3k_envs.experts import make_expert
+
 FORMAT_VERSION = 1
 _INFO_KEYS = ("keypoints", "keypoints_2d", "keypoints_visible", "is_success")
 _STEP_KEYS = ("actions", "rewards", "terminated", "truncated")
-
-
-def make_expert(env: gym.Env) -> Callable[[dict[str, np.ndarray], dict[str, Any]], np.ndarray]:
-    """The scripted expert for ``env``: ``CableInsertExpert`` for the cable task (keypoints
-    ``plug_tip``, ``plug_base``, ``socket``), ``ReachKeypointController`` otherwise. The
-    returned object has ``reset()`` and maps ``(obs, info)`` to a ``(6,)`` action."""
-    from agents.scripted import CableInsertExpert, ReachKeypointController
-
-    names = set(env.unwrapped.keypoint_names)
-    if {"plug_tip", "plug_base", "socket"} <= names:
-        return CableInsertExpert(env)
-    return ReachKeypointController(env)
 
 
 def run_episode(env: gym.Env, expert: Any, seed: int,
