@@ -499,17 +499,3 @@ def test_registration_stays_lazy() -> None:
                           timeout=60)
     assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr
 
-
-@pytest.mark.parametrize("env_id", ENV_IDS)
-def test_shipped_checkpoint(env_id: str, closing) -> None:
-    try:
-        path = checkpoints.default_checkpoint(env_id)
-    except FileNotFoundError:
-        pytest.skip(f"no shipped checkpoint for {env_id} yet "
-                    f"(assets/checkpoints/{env_id}.pt is not in this checkout)")
-    env = closing(gym.make(env_id, obs_mode="keypoints"))  # the env's default options
-    assert env.spec.additional_wrappers[0].kwargs["predictor"] == str(path)
-    obs, _ = env.reset(seed=0)
-    assert obs["keypoints"].shape == (len(NAMES[env_id]), 3)
-    obs, *_ = env.step(np.zeros(6, np.float32))
-    assert obs in env.observation_space
