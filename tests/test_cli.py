@@ -26,12 +26,25 @@ def test_snapshot_writes_mosaic(tmp_path: Path) -> None:
     assert image.shape == (2 * 32 + 2, 2 * 32 + 2, 3) and image.std() > 5
 
 
-def test_demo_tour_succeeds_and_writes_video(tmp_path: Path) -> None:
-    cli.main(["demo", "--tour", "--envs", "S3K-Box-v0", "--image-size", "32", "--out",
-              str(tmp_path)])
-    frames = imageio.mimread(tmp_path / "S3K-Box-v0.mp4")
-    assert len(frames) > 3 and np.asarray(frames[0]).std() > 5
-    assert (tmp_path / "S3K-Box-v0.png").exists()
+def test_demo_tour_succeeds_and_writes_video(tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """Every env's scripted expert (true keypoints) succeeds in every tour episode."""
+    import s3k_envs
+
+    rows = cli.main(["demo", "--tour", "--image-size", "32", "--out", str(tmp_path)])
+    assert [row["env"] for row in rows] == list(s3k_envs.ENV_SPECS)
+    out = capsys.readouterr().out
+    for row in rows:
+        env_id = row["env"]
+        assert row["episodes"] == 3, row
+        assert row["successes"] == row["episodes"], f"expert failed in the tour: {row}"
+        assert f"{row['successes']}/{row['episodes']}" in out.split(env_id, 1)[1].split("\n")[0]
+        frames = imageio.mimread(tmp_path / f"{env_id}.mp4")
+        # first frame of each episode, one per step, 3 held at the end of each
+        assert len(frames) >= row["episodes"] * (row["mean_steps"] + 4), row
+        assert np.asarray(frames[0]).std() > 5
+        assert row["video"] == str(tmp_path / f"{env_id}.mp4")
+        assert (tmp_path / f"{env_id}.png").exists()
 
 
 def test_demo_pipeline_end_to_end_train_wrap_step(tmp_path: Path,
