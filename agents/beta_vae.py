@@ -76,6 +76,7 @@ import torch.nn.functional as F
 from gymnasium import spaces
 from torch import nn
 
+from s3k_envs.atomic import atomic_write_text
 from s3k_envs.keypoints.model import atomic_torch_save
 from s3k_envs.keypoints.train import RunLog
 
@@ -1608,10 +1609,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                               keypoint_model=args.keypoint_model)
         _print_probe(result)
         if args.out is not None:
-            args.out.parent.mkdir(parents=True, exist_ok=True)
-            tmp = args.out.with_name(f".{args.out.name}.tmp")
-            tmp.write_text(json.dumps(result, indent=2) + "\n")
-            os.replace(tmp, args.out)
+            atomic_write_text(args.out, json.dumps(result, indent=2) + "\n")
             print(f"wrote {args.out}")
         return result
     vae = load_vae(args.checkpoint)

@@ -168,6 +168,7 @@ import s3k_envs  # noqa: F401  (registers the S3K envs)
 from agents.beta_vae import BetaVAE, VAEObservation, linear_probe, load_vae, train_vae
 from agents.ddpgfd import DDPGfD, DemoEpisode, episodes_from_recording, flatten_dict_observations
 from benchmarks import common
+from s3k_envs.atomic import atomic_directory, atomic_open, atomic_path
 from s3k_envs.checkpoints import default_checkpoint
 from s3k_envs.demos import (
     FORMAT_VERSION,
@@ -991,7 +992,7 @@ def save_episodes(path: Path, episodes: Sequence[Mapping[str, Any]], meta: Mappi
     }
     digest = arrays_sha256(arrays)
     text = json.dumps({**meta, "content_sha256": digest}, default=common._json_default)
-    with common.atomic_open(path, "wb") as f:
+    with atomic_open(path, "wb") as f:
         np.savez(f, metadata=np.array(text), **arrays)
     return digest
 
@@ -1160,9 +1161,8 @@ def make_flat_env(ctx: RunContext, arm: str) -> tuple[gym.Env, ArmEnv]:
 
 
 def _save_model(model: DDPGfD, path: Path) -> None:
-    tmp = path.with_name(f".{path.stem}.tmp.zip")
-    model.save(tmp)
-    os.replace(tmp, path)
+    with atomic_path(path, suffix=".tmp.zip") as tmp:  # save() would append .zip otherwise
+        model.save(tmp)
 
 
 def evaluate(model: DDPGfD, env: gym.Env, episodes: int) -> list[dict[str, Any]]:
@@ -1256,15 +1256,10 @@ def run_one(ctx: RunContext, arm: str, seed: int) -> dict[str, Any]:
 
         def checkpoint(m: DDPGfD, episode_rows: list[dict[str, Any]], steps: int) -> None:
             ck = run_dir / f"ckpt_{steps:08d}"
-            tmp = run_dir / f".ckpt_{steps:08d}.tmp"
-            for p in (tmp, ck):
-                if p.exists():
-                    shutil.rmtree(p)
-            tmp.mkdir()
-            m.save(tmp / "model.zip")
-            m.save_replay_buffer(tmp / "buffer.pkl")
-            common.write_csv(tmp / "episodes.csv", episode_rows, EPISODE_COLUMNS)
-            os.replace(tmp, ck)
+            with atomic_directory(ck) as tmp:
+                m.save(tmp / "model.zip")
+                m.save_replay_buffer(tmp / "buffer.pkl")
+                common.write_csv(tmp / "episodes.csv", episode_rows, EPISODE_COLUMNS)
             common.write_json(state_path, {"stamp": stamp, "checkpoint": ck.name, "steps": steps,
                                            "elapsed_s": recorder.elapsed()})
             for old in run_dir.glob("ckpt_*"):

@@ -62,6 +62,7 @@ if not os.environ.get("DISPLAY"):
     os.environ.setdefault("MUJOCO_GL", "egl")
 
 from benchmarks import common
+from s3k_envs.atomic import atomic_directory
 
 #: Variant name -> cable_rl command-line flags.
 VARIANTS: dict[str, list[str]] = {
@@ -89,11 +90,8 @@ def _copy_demos(source: Path, target: Path) -> None:
     src, dst = source / "demos", target / "demos"
     if not (src / "cable.npz").is_file() or (dst / "cable.npz").exists():
         return
-    tmp = target / ".demos.tmp"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    shutil.copytree(src, tmp)
-    tmp.rename(dst)
+    with atomic_directory(dst) as tmp:
+        shutil.copytree(src, tmp, dirs_exist_ok=True)
 
 
 def _training_curve(episodes_csv: Path, window: int, steps: int) -> tuple[list[int], list[float]]:

@@ -1,9 +1,9 @@
 """Shared helpers of the benchmark scripts: machine info, timing statistics, atomic result
 files (CSV / JSON / PNG) and Markdown tables.
 
-Every result file is written to a temporary file in the same directory and renamed over the
-target with :func:`os.replace`, so an interrupted benchmark never leaves a half-written file
-and never destroys the previous results.
+Every result file is written with :mod:`s3k_envs.atomic` (a temporary file in the same
+directory renamed over the target), so an interrupted benchmark never leaves a half-written
+file and never destroys the previous results.
 """
 
 from __future__ import annotations
@@ -15,16 +15,17 @@ import json
 import math
 import os
 import platform
+import re
 import shlex
 import statistics
 import subprocess
 import sys
-import tempfile
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
 from importlib import metadata
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
+
+from s3k_envs.atomic import atomic_open, atomic_write_text
 
 #: Default output directory of every benchmark: ``benchmarks/results/`` next to this file.
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -97,10 +98,39 @@ def git_info(repo: Path = REPO_ROOT) -> dict[str, Any] | None:
     return {"commit": commit, "dirty": dirty}
 
 
+def repo_relative(obj: Any, root: str | os.PathLike[str] = REPO_ROOT) -> Any:
+    """``obj`` (nested dicts, lists, tuples, strings, paths) with every absolute path inside
+    the repository ``root`` written relative to it, so that committed result files carry no
+    path of the machine that made them.
+
+    Path objects become strings; in strings, each occurrence of ``root/`` that starts a path
+    is dropped (also inside text such as ``"shipped checkpoint /repo/assets/x.pt"`` or
+    ``"--out=/repo/runs"``) and ``root`` itself becomes ``"."``. Paths outside ``root`` and
+    other values are kept as they are.
+    """
+    root = str(root).rstrip(os.sep)
+    if isinstance(obj, os.PathLike):
+        obj = os.fspath(obj)
+    if isinstance(obj, str):
+        if obj == root:
+            return "."
+        # Not preceded by a path or word character: "/x/repo/..." is another path.
+        return re.sub(r"(?<![\w.~/-])" + re.escape(root + os.sep), "", obj)
+    if isinstance(obj, Mapping):
+        return {k: repo_relative(v, root) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [repo_relative(v, root) for v in obj]
+    return obj
+
+
 def command_line() -> str:
-    """The exact command line that started this process, shell-quoted."""
-    argv = getattr(sys, "orig_argv", None) or [sys.executable, *sys.argv]
-    return shlex.join(argv)
+    """The command line that started this process, shell-quoted, without absolute paths of
+    this machine: paths inside the repository relative to its root (:func:`repo_relative`),
+    an interpreter outside it by its name (``/usr/bin/python3`` -> ``python3``)."""
+    argv = list(getattr(sys, "orig_argv", None) or [sys.executable, *sys.argv])
+    if argv and os.path.isabs(argv[0]) and repo_relative(argv[0]) == argv[0]:
+        argv[0] = os.path.basename(argv[0])
+    return shlex.join(repo_relative(argv))
 
 
 def machine_info() -> dict[str, Any]:
@@ -157,37 +187,9 @@ def spread(values: Sequence[float]) -> dict[str, float]:
 
 
 # ---------------------------------------------------------------------------- atomic files
-@contextmanager
-def atomic_open(path: str | os.PathLike[str], mode: str = "w",
-                **kwargs: Any) -> Iterator[IO[Any]]:
-    """Open a temporary file next to ``path``; on success rename it over ``path``.
-
-    The parent directory is created if needed. On an exception the temporary file is
-    removed and ``path`` keeps its previous content.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, mode, **kwargs) as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-
-
 def write_text(path: str | os.PathLike[str], text: str) -> Path:
     """Write ``text`` (UTF-8) atomically; returns the path."""
-    with atomic_open(path, "w", encoding="utf-8", newline="") as f:
-        f.write(text)
-    return Path(path)
+    return atomic_write_text(path, text)
 
 
 def _json_default(obj: Any) -> Any:
@@ -199,8 +201,20 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"not JSON serializable: {type(obj).__name__}")
 
 
-def write_json(path: str | os.PathLike[str], obj: Any) -> Path:
-    """Write ``obj`` as indented JSON atomically (NaN is written as null)."""
+def write_json(path: str | os.PathLike[str], obj: Any, *,
+               relative_paths: bool | None = None) -> Path:
+    """Write ``obj`` as indented JSON atomically (NaN is written as null).
+
+    Args:
+        relative_paths: store paths inside the repository relative to its root
+            (:func:`repo_relative`). Default: on for result documents, i.e. mappings with a
+            ``"machine"`` entry (:func:`machine_info`, which every benchmark result records),
+            off otherwise, so that caches and stamps keep the paths they are compared with.
+    """
+    if relative_paths is None:
+        relative_paths = isinstance(obj, Mapping) and "machine" in obj
+    if relative_paths:
+        obj = repo_relative(obj)
     text = json.dumps(_nan_to_none(obj), indent=2, default=_json_default, allow_nan=False)
     return write_text(path, text + "\n")
 

@@ -35,6 +35,7 @@ import gymnasium as gym
 import numpy as np
 
 import s3k_envs
+from s3k_envs.atomic import atomic_write_text
 from s3k_envs.experts import make_expert
 from s3k_envs.viz import draw_points, mosaic, write_png, write_video
 
@@ -249,9 +250,7 @@ def pipeline(args: argparse.Namespace) -> dict[str, Any]:
                                          args.image_size, out)
     summary["policy_s"] = time.perf_counter() - t3
     summary["total_s"] = time.perf_counter() - t0
-    tmp = out / ".summary.json.tmp"
-    tmp.write_text(json.dumps(summary, indent=2) + "\n")
-    os.replace(tmp, out / "summary.json")
+    atomic_write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
     print_summary(summary)
     return summary
 

@@ -45,13 +45,13 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 
+from s3k_envs.atomic import atomic_open
 from s3k_envs.experts import make_expert
 
 FORMAT_VERSION = 1
@@ -219,21 +219,8 @@ def save_demonstrations(path: str | os.PathLike[str], episodes: list[dict[str, A
     """
     path = Path(path)
     arrays = pack_episodes(episodes, metadata)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez_compressed(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    with atomic_open(path, "wb") as f:
+        np.savez_compressed(f, **arrays)
     return path
 
 
@@ -294,15 +281,17 @@ def load_demonstrations(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
 
 def main(argv: list[str] | None = None) -> Path:
     """Command line: record, save, print a summary; returns the path written."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="s3k demos", description=__doc__.splitlines()[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--env", default="S3K-CableInsert-v0", help="Gymnasium env id")
     parser.add_argument("--episodes", type=int, default=51, help="successful episodes to keep")
-    parser.add_argument("--out", type=Path, default=Path("runs/demos/cable.npz"))
+    parser.add_argument("--out", type=Path, default=Path("runs/demos/cable.npz"),
+                        help="output .npz (written atomically)")
     parser.add_argument("--image-size", type=int, default=128, help="camera resolution, px")
     parser.add_argument("--seed", type=int, default=0, help="seed of the first attempt")
     parser.add_argument("--no-images", action="store_true", help="do not store camera images")
     parser.add_argument("--max-attempts", type=int, default=None,
-                        help="give up after this many episodes (default 3 * episodes + 10)")
+                        help="give up after this many episodes (None: 3 * episodes + 10)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     episodes, metadata = record_demonstrations(

@@ -66,6 +66,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from s3k_envs.atomic import TMP_SUFFIX, atomic_open, atomic_write_text, is_temporary
+
 FORMAT = "s3k-dataset"
 FORMAT_VERSION = 1
 #: Format versions this module reads.
@@ -77,7 +79,6 @@ DEFAULT_SHARD_SIZE = 256
 DEFAULT_IMAGE_SIZE = 128
 #: SeedSequence key of the labelling randomness (camera choice, label noise) of a sample.
 _LABEL_STREAM = 1
-_TMP_SUFFIX = ".tmp"
 _FLAT_LIST = re.compile(r"\[(?:\n\s*[^\[\]{}\n]+)+\n\s*\]")
 _FLAT_DICT = re.compile(r"\{(?:\n\s*[^\[\]{}\n]+)+\n\s*\}")
 _ZIP_DATE = (1980, 1, 1, 0, 0, 0)  # fixed member timestamps: identical runs, identical bytes
@@ -498,29 +499,6 @@ def assemble_shard(samples: Sequence[Mapping[str, Any]], start: int, num_labelle
 
 
 # ---------------------------------------------------------------------------- file I/O
-def _tmp_path(path: Path) -> Path:
-    return path.with_name(f".{path.name}.{os.getpid()}{_TMP_SUFFIX}")
-
-
-def _replace_atomically(tmp: Path, path: Path, write: Any) -> None:
-    try:
-        with open(tmp, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
-    with contextlib.suppress(OSError, AttributeError):  # make the rename durable (POSIX)
-        fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
 def write_npz(path: str | os.PathLike[str], arrays: Mapping[str, np.ndarray], *,
               compress: bool = False) -> Path:
     """Write ``arrays`` as an ``.npz`` atomically and deterministically.
@@ -536,19 +514,16 @@ def write_npz(path: str | os.PathLike[str], arrays: Mapping[str, np.ndarray], *,
     path = Path(path)
     method = zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED
 
-    def write(f: io.BufferedWriter) -> None:
-        with zipfile.ZipFile(f, "w", compression=method, compresslevel=1,
-                             allowZip64=True) as zf:
-            for key, array in arrays.items():
-                info = zipfile.ZipInfo(f"{key}.npy", date_time=_ZIP_DATE)
-                info.compress_type = method
-                info.external_attr = 0o644 << 16
-                info.create_system = 3  # unix, on every platform: same bytes everywhere
-                with zf.open(info, "w", force_zip64=True) as member:
-                    np.lib.format.write_array(member, np.ascontiguousarray(array),
-                                              allow_pickle=False)
-
-    _replace_atomically(_tmp_path(path), path, write)
+    with atomic_open(path, "wb") as f, zipfile.ZipFile(
+            f, "w", compression=method, compresslevel=1, allowZip64=True) as zf:
+        for key, array in arrays.items():
+            info = zipfile.ZipInfo(f"{key}.npy", date_time=_ZIP_DATE)
+            info.compress_type = method
+            info.external_attr = 0o644 << 16
+            info.create_system = 3  # unix, on every platform: same bytes everywhere
+            with zf.open(info, "w", force_zip64=True) as member:
+                np.lib.format.write_array(member, np.ascontiguousarray(array),
+                                          allow_pickle=False)
     return path
 
 
@@ -566,8 +541,7 @@ def write_json(path: str | os.PathLike[str], obj: Any) -> Path:
     path = Path(path)
     text = json.dumps(obj, indent=2, allow_nan=False)
     text = _FLAT_LIST.sub(_one_line, _FLAT_DICT.sub(_one_line, text)) + "\n"
-    _replace_atomically(_tmp_path(path), path, lambda f: f.write(text.encode("utf-8")))
-    return path
+    return atomic_write_text(path, text)
 
 
 def _member_array(path: Path, buf: mmap.mmap, info: zipfile.ZipInfo,
@@ -1053,7 +1027,7 @@ def _our_files(root: Path) -> list[Path]:
     names = (MANIFEST_NAME, PROGRESS_NAME)
     return [p for p in root.iterdir()
             if p.name in names or (p.name.startswith("shard_") and p.suffix == ".npz")
-            or (p.name.startswith(".") and p.name.endswith(_TMP_SUFFIX))]
+            or is_temporary(p)]
 
 
 @contextlib.contextmanager
@@ -1316,14 +1290,14 @@ def _prepare_directory(root: Path, params: GenerationParams, overwrite: bool,
         resume = True
     else:
         others = sorted(p.name for p in root.iterdir() if p.name != LOCK_NAME
-                        and not (p.name.startswith(".") and p.name.endswith(_TMP_SUFFIX)))
+                        and not is_temporary(p))
         if others:
             raise FileExistsError(
                 f"{root}: not empty ({others[:5]}) and not an s3k dataset; pass "
                 "--overwrite to write into it anyway"
             )
     if resume:
-        for p in root.glob(f".*{_TMP_SUFFIX}"):  # left by an interrupted run
+        for p in root.glob(f".*{TMP_SUFFIX}"):  # left by an interrupted run
             p.unlink()
     else:
         for p in _our_files(root):

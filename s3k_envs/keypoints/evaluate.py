@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from s3k_envs.atomic import atomic_write_text
 from s3k_envs.keypoints.model import KeypointUNet
 from s3k_envs.keypoints.predictor import Decoded, KeypointPredictor, decode_heatmaps
 from s3k_envs.viz import KEYPOINT_COLORS, draw_points, mosaic, write_png
@@ -250,9 +251,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                "window_px": predictor.window_px, **metrics}
     out = args.out or args.checkpoint.parent / f"eval_{args.data.resolve().name}"
     out.mkdir(parents=True, exist_ok=True)
-    tmp = out / ".metrics.json.tmp"
-    tmp.write_text(json.dumps(metrics, indent=2) + "\n")
-    os.replace(tmp, out / "metrics.json")
+    atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
     if figure is not None:
         write_png(figure, out / "overlays.png")
     mm = metrics["mm"]

@@ -58,6 +58,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from s3k_envs.atomic import atomic_open
 from s3k_envs.keypoints.augment import AugmentConfig, augment_views
 from s3k_envs.keypoints.evaluate import evaluate, model_predict_fn
 from s3k_envs.keypoints.heatmaps import log_spatial_softmax, windowed_moments
@@ -305,12 +306,10 @@ class RunLog:
         if resume_step is not None and self.path.exists():
             with open(self.path, newline="") as f:
                 rows = [r for r in csv.DictReader(f) if int(r["step"]) <= resume_step]
-        tmp = out / ".log.csv.tmp"
-        with open(tmp, "w", newline="") as f:
+        with atomic_open(self.path, "w", newline="") as f:
             writer = csv.DictWriter(f, self.columns)
             writer.writeheader()
             writer.writerows({k: r.get(k, "") for k in self.columns} for r in rows)
-        os.replace(tmp, self.path)
         self.file = open(self.path, "a", newline="")
         self.writer = csv.DictWriter(self.file, self.columns)
         self.tb: Any = None
@@ -644,7 +643,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--unlabelled", type=Path, default=None, help="dataset dir (labels unused)")
     p.add_argument("--val", type=Path, default=None, help="labelled dataset for validation")
     p.add_argument("--out", type=Path, required=True, help="run directory (resumes if present)")
-    p.add_argument("--steps", type=int, default=d.steps)
+    p.add_argument("--steps", type=int, default=d.steps,
+                   help="maximum optimiser steps (training also stops at --minutes)")
     p.add_argument("--minutes", type=float, default=d.minutes,
                    help="time budget (see --clock); training stops at --steps or after this")
     p.add_argument("--clock", choices=("wall", "cpu"), default=d.clock,
@@ -655,41 +655,62 @@ def build_parser() -> argparse.ArgumentParser:
                    help="unlabelled frames per step (default: --batch)")
     p.add_argument("--alpha", type=float, default=d.alpha, help="weight of L_unsup")
     p.add_argument("--sigma", type=float, default=d.sigma, help="target width, px")
-    p.add_argument("--lr", type=float, default=d.lr)
+    p.add_argument("--lr", type=float, default=d.lr, help="Adam learning rate")
     p.add_argument("--weight-decay", type=float, default=d.weight_decay,
                    help="lambda of the L2 term on non-bias weights")
-    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--seed", type=int, default=d.seed,
+                   help="seed of initialisation, batch sampling and augmentation")
     p.add_argument("--threads", type=int, default=d.threads, help="torch CPU threads")
-    p.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every)
-    p.add_argument("--val-every", type=int, default=d.val_every)
-    p.add_argument("--val-samples", type=int, default=d.val_samples)
-    p.add_argument("--log-every", type=int, default=d.log_every)
+    p.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every,
+                   help="steps between checkpoints (a stopped run resumes from the last one)")
+    p.add_argument("--val-every", type=int, default=d.val_every,
+                   help="steps between evaluations on --val")
+    p.add_argument("--val-samples", type=int, default=d.val_samples,
+                   help="samples of --val used per evaluation")
+    p.add_argument("--log-every", type=int, default=d.log_every,
+                   help="steps between rows of RUN/log.csv")
     p.add_argument("--window-px", type=float, default=d.window_px,
                    help="peak window half-width for 2D estimates, px (<= 0: plain mean)")
     g = p.add_argument_group("model")
-    g.add_argument("--stride", type=int, default=d.stride, choices=(1, 2, 4))
-    g.add_argument("--channels", type=int, nargs="+", default=d.channels)
-    g.add_argument("--res-blocks", type=int, default=d.res_blocks)
-    g.add_argument("--skip", choices=("add", "concat"), default=d.skip)
-    g.add_argument("--stem-convs", type=int, choices=(1, 2), default=d.stem_convs)
-    g.add_argument("--res-channels", type=int, default=d.res_channels)
+    g.add_argument("--stride", type=int, default=d.stride, choices=(1, 2, 4),
+                   help="image pixels per heatmap pixel")
+    g.add_argument("--channels", type=int, nargs="+", default=d.channels,
+                   help="U-Net channels per level")
+    g.add_argument("--res-blocks", type=int, default=d.res_blocks,
+                   help="ResNet blocks at the bottleneck")
+    g.add_argument("--skip", choices=("add", "concat"), default=d.skip,
+                   help="how U-Net skip connections are merged")
+    g.add_argument("--stem-convs", type=int, choices=(1, 2), default=d.stem_convs,
+                   help="convolutions of the first (strided) stage")
+    g.add_argument("--res-channels", type=int, default=d.res_channels,
+                   help="channels inside the ResNet blocks")
     g = p.add_argument_group("augmentation (calibration-consistent)")
-    g.add_argument("--aug-color", type=float, default=d.aug_color)
-    g.add_argument("--aug-rotate-deg", type=float, default=d.aug_rotate_deg)
-    g.add_argument("--aug-scale", type=float, default=d.aug_scale)
-    g.add_argument("--aug-shift-px", type=float, default=d.aug_shift_px)
+    g.add_argument("--aug-color", type=float, default=d.aug_color,
+                   help="colour jitter strength (0: off)")
+    g.add_argument("--aug-rotate-deg", type=float, default=d.aug_rotate_deg,
+                   help="max in-plane roll per view, degrees (intrinsics/extrinsics updated)")
+    g.add_argument("--aug-scale", type=float, default=d.aug_scale,
+                   help="max relative zoom per view (intrinsics updated)")
+    g.add_argument("--aug-shift-px", type=float, default=d.aug_shift_px,
+                   help="max image shift per view, px (intrinsics updated)")
     g = p.add_argument_group("self-supervised gating")
     g.add_argument("--unsup-start", type=float, default=d.unsup_start,
                    help="fraction of the run before L_unsup may switch on")
-    g.add_argument("--unsup-ramp", type=float, default=d.unsup_ramp)
+    g.add_argument("--unsup-ramp", type=float, default=d.unsup_ramp,
+                   help="fraction of the run over which L_unsup ramps up to --alpha")
     g.add_argument("--unsup-max-px", type=float, default=d.unsup_max_px,
                    help="switch on only once the training-label RMS error (px) is below this")
-    g.add_argument("--unsup-min-confidence", type=float, default=d.unsup_min_confidence)
-    g.add_argument("--unsup-min-peak-mass", type=float, default=d.unsup_min_peak_mass)
-    g.add_argument("--unsup-max-residual-px", type=float, default=d.unsup_max_residual_px)
-    g.add_argument("--unsup-min-views", type=int, default=d.unsup_min_views)
+    g.add_argument("--unsup-min-confidence", type=float, default=d.unsup_min_confidence,
+                   help="minimum Appendix-B confidence of a view to count as confident")
+    g.add_argument("--unsup-min-peak-mass", type=float, default=d.unsup_min_peak_mass,
+                   help="minimum heatmap mass in the peak window (unimodal view)")
+    g.add_argument("--unsup-max-residual-px", type=float, default=d.unsup_max_residual_px,
+                   help="maximum reprojection residual of agreeing views, px")
+    g.add_argument("--unsup-min-views", type=int, default=d.unsup_min_views,
+                   help="confident, consistent views a keypoint needs for L_unsup")
     g.add_argument("--unsup-target-views", choices=("all", "confident"),
-                   default=d.unsup_target_views)
+                   default=d.unsup_target_views,
+                   help="views that receive the self-supervised target")
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 
