@@ -24,6 +24,7 @@ from s3k_envs.envs.cable import (
     SOCKET_HEIGHT,
     CableInsertEnv,
     insertion_error,
+    insertion_reward,
     insertion_success,
     tip_keypoint,
 )
@@ -138,7 +139,8 @@ def test_observation_info_and_keypoint_names(make_env):
 @pytest.mark.parametrize("options", [
     {"success_threshold": 0.0}, {"socket_xy_range": -0.1}, {"gripper_offset_range": (0.1, 0.0)},
     {"gripper_height_range": "high"}, {"bend_scale": 2.0}, {"max_total_bend": -1.0},
-    {"safety_box": (0.1, 0.2)}, {"safety_penalty": -1.0},
+    {"safety_box": (0.1, 0.2)}, {"safety_penalty": -1.0}, {"reward_length": 0.0},
+    {"success_bonus": -1.0}, {"images": "no"},
 ])
 def test_bad_options_raise(options):
     name = next(iter(options))
@@ -213,7 +215,7 @@ def test_tip_keypoint_snaps_to_opening_when_inside(make_env):
     _, reward, terminated, _, info = env.step(np.zeros(6, dtype=np.float32))
     assert info["is_success"] and terminated
     assert info["insertion_error"] < 0.01
-    assert reward == pytest.approx(-info["insertion_error"])
+    assert reward == pytest.approx(1.0 - math.tanh(info["insertion_error"] / 0.2) + 100.0)
     # Above the opening the tip keypoint is the physical tip again.
     place_gripper(env, socket - hang + np.array([0.0, 0.0, 0.02]), quat)
     _, _, _, _, info = env.step(np.zeros(6, dtype=np.float32))
@@ -297,7 +299,7 @@ def test_plug_does_not_tunnel_through_socket_wall(make_env):
 # --------------------------------------------------------------------------- episode ends
 
 
-def test_leaving_safety_box_terminates_with_penalty(make_env):
+def test_leaving_safety_box_terminates_and_forfeits_the_reward(make_env):
     env = make_env(ENV_ID, image_size=16)
     u = env.unwrapped
     env.reset(seed=0)
@@ -306,12 +308,85 @@ def test_leaving_safety_box_terminates_with_penalty(make_env):
         _, reward, terminated, truncated, info = env.step(up)
         if terminated:
             break
-        assert not info["left_safety_box"] and reward == pytest.approx(-info["insertion_error"])
+        assert not info["left_safety_box"]
+        assert reward == pytest.approx(1.0 - math.tanh(info["insertion_error"] / 0.2))
     assert terminated and not truncated
     assert info["left_safety_box"] and not info["is_success"]
     assert not u.gripper_in_safety_box()
-    assert reward == pytest.approx(-info["insertion_error"] - u.options["safety_penalty"])
-    assert u.options["safety_penalty"] == 10.0
+    assert u.options["safety_penalty"] == 0.0
+    assert 0.0 <= reward == pytest.approx(1.0 - math.tanh(info["insertion_error"] / 0.2))
+    env_p = make_env(ENV_ID, image_size=16, safety_penalty=2.0)
+    env_p.reset(seed=0)
+    for _ in range(10):
+        _, reward_p, terminated, _, info_p = env_p.step(up)
+        if terminated:
+            break
+    assert info_p["left_safety_box"]
+    assert reward_p == pytest.approx(reward - 2.0)
+
+
+def test_insertion_reward_is_bounded_and_success_is_worth_staying_forever():
+    assert insertion_reward(0.0, False) == pytest.approx(1.0)
+    assert insertion_reward(0.2, False) == pytest.approx(1.0 - math.tanh(1.0))
+    errors = np.linspace(0.0, 2.0, 50)
+    rewards = [insertion_reward(e, False) for e in errors]
+    assert all(0.0 <= r <= 1.0 for r in rewards) and np.all(np.diff(rewards) < 0)
+    # The success bonus is the value of the best per-step reward forever at gamma 0.99.
+    assert insertion_reward(0.02, True) - insertion_reward(0.02, False) == pytest.approx(100.0)
+    assert insertion_reward(0.1, False, left_safety_box=True, safety_penalty=3.0) == \
+        pytest.approx(insertion_reward(0.1, False) - 3.0)
+
+
+def _discounted_return(env: gym.Env, policy: Callable[[dict, dict], np.ndarray], seed: int,
+                       gamma: float) -> tuple[float, dict, int]:
+    obs, info = env.reset(seed=seed)
+    ret, discount, steps, done = 0.0, 1.0, 0, False
+    while not done:
+        obs, reward, terminated, truncated, info = env.step(policy(obs, info))
+        ret += discount * reward
+        discount *= gamma
+        steps += 1
+        done = terminated or truncated
+    return ret, info, steps
+
+
+def test_hovering_earns_more_than_leaving_and_inserting_more_than_hovering(make_env):
+    """Under the agents' discount (0.99): an agent that hovers in place for the whole episode
+    earns more than one that leaves the safety box (the reward of issue 15: with the old
+    ``-error`` reward and a -10 penalty leaving was the better deal), and the expert, which
+    inserts, earns more than hovering even when hovering's bootstrapped future is counted."""
+    gamma = 0.99
+    env = make_env(ENV_ID, images=False)
+    still = np.zeros(6, dtype=np.float32)
+    for seed in range(3):
+        hover, hover_info, hover_steps = _discounted_return(
+            env, lambda o, i: still, seed, gamma)
+        assert hover_steps == MAX_EPISODE_STEPS and not hover_info["left_safety_box"]
+        for direction in ([1, 0, 0], [0, -1, 0], [0, 0, 1]):  # out sideways / upwards
+            leave_action = np.array([*direction, 0, 0, 0], dtype=np.float32)
+            leave, leave_info, leave_steps = _discounted_return(
+                env, lambda o, i, a=leave_action: a, seed, gamma)
+            assert leave_info["left_safety_box"] and leave_steps < MAX_EPISODE_STEPS
+            assert hover > leave + 1.0, (seed, direction, hover, leave)
+        expert = CableInsertExpert(env)
+        expert.reset()
+        insert, insert_info, _ = _discounted_return(env, expert, seed, gamma)
+        assert insert_info["is_success"]
+        # Hovering's value with the time limit bootstrapped: at most 1 per step forever after.
+        assert insert > hover + gamma ** MAX_EPISODE_STEPS / (1 - gamma), (seed, insert, hover)
+
+
+def test_images_false_never_renders(make_env):
+    env = make_env(ENV_ID, images=False, render_mode="rgb_array")
+    assert "images" not in env.observation_space.spaces
+    obs, info = env.reset(seed=0)
+    for _ in range(3):
+        obs, *_, info = env.step(np.zeros(6, dtype=np.float32))
+    assert "images" not in obs and env.observation_space.contains(obs)
+    assert info["keypoints"].shape == (3, 3) and info["keypoints_2d"].shape == (4, 3, 2)
+    assert env.unwrapped._renderer is None  # nothing rendered
+    frame = env.render()  # on demand only
+    assert frame is not None and frame.std() > 5
 
 
 def test_time_limit_truncates_after_40_steps(make_env):

@@ -22,7 +22,12 @@ from gymnasium import spaces
 from gymnasium.utils.env_checker import check_env
 
 from s3k_envs import checkpoints
-from s3k_envs.envs.cable import PLUG_EXPOSED, insertion_error, insertion_success
+from s3k_envs.envs.cable import (
+    PLUG_EXPOSED,
+    insertion_error,
+    insertion_reward,
+    insertion_success,
+)
 from s3k_envs.experts import CableInsertExpert
 from s3k_envs.keypoints.model import build_model, save_checkpoint
 from s3k_envs.keypoints.predictor import KeypointPredictor
@@ -270,6 +275,21 @@ def test_reward_by_hand() -> None:
     _, reward, terminated, _, info = env.step(np.zeros(1))
     assert reward == pytest.approx(-(0.5 + 10.0)) and terminated and info["is_success"]
     assert seen[-1].shape == (3, 3)
+    # Bounded shaping with a success bonus: scale * (1 - tanh(D / length) + bonus - penalty).
+    env = KeypointReward(stub, terms[:1], success=far_apart, penalties={"left_safety_box": 0.25},
+                         shaping="tanh", length=0.2, success_bonus=100.0, scale=0.5)
+    env.reset(seed=0)
+    _, reward, _, _, info = env.step(np.zeros(1))
+    expected = 0.5 * (1.0 - np.tanh(0.5 / 0.2) + 100.0 - 0.25)
+    assert reward == pytest.approx(expected)
+    assert env.reward_for(0.5, True, {"left_safety_box": True}) == pytest.approx(expected)
+    assert env.reward_for(0.5, False, {}) == pytest.approx(0.5 * (1.0 - np.tanh(2.5)))
+    for kwargs, match in (({"shaping": "exp"}, "shaping"), ({"shaping": "tanh"}, "length"),
+                          ({"shaping": "tanh", "length": -1.0}, "length"),
+                          ({"success_bonus": -1.0, "success_threshold": 1.0}, "success_bonus"),
+                          ({"success_bonus": 1.0}, "success rule")):
+        with pytest.raises(ValueError, match=match):
+            KeypointReward(stub, terms[:1], **kwargs)
     # Without a success rule the env's own is_success is untouched.
     env = KeypointReward(stub, terms[:1])
     _, info = env.reset(seed=0)
@@ -341,8 +361,9 @@ def test_cable_rule_matches_env_on_ground_truth(closing) -> None:
         assert info["is_success"] == info["is_success_true"]
         assert info["keypoint_distance"] == pytest.approx(info["insertion_error"], abs=1e-6)
         obs, reward, terminated, truncated, info = env.step(expert(obs, info))
-        env_reward = -info["insertion_error"] - 10.0 * info["left_safety_box"]
-        assert reward == pytest.approx(env_reward, abs=1e-6)
+        env_reward = insertion_reward(info["insertion_error"], info["is_success_true"],
+                                      info["left_safety_box"])
+        assert reward == pytest.approx(env_reward, abs=1e-5)
         successes += info["is_success"]
         if terminated or truncated:
             break
@@ -366,8 +387,10 @@ def test_cable_reward_under_keypoint_observation(ckpt, closing) -> None:
     _, info = env.reset(seed=0)
     assert env.keypoint_source == "predicted"
     _, reward, _, _, info = env.step(np.zeros(6, np.float32))
-    assert reward == pytest.approx(-insertion_error(info["predicted_keypoints"])
-                                   - 10.0 * info["left_safety_box"], abs=1e-9)
+    pred = info["predicted_keypoints"]
+    assert reward == pytest.approx(insertion_reward(insertion_error(pred),
+                                                    insertion_success(pred),
+                                                    info["left_safety_box"]), abs=1e-9)
     assert info["is_success"] == insertion_success(info["predicted_keypoints"])
     assert "is_success_true" in info
 

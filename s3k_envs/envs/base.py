@@ -64,6 +64,9 @@ class MultiViewEnv(gym.Env):
         gripper_bounds: ((xmin, ymin, zmin), (xmax, ymax, zmax)) box the gripper target is
             kept in, m.
         terminate_on_success: end the episode when the task succeeds.
+        images: True (default) or False: no ``images`` entry in the observation and no
+            rendering on ``step``/``reset`` (state-based agents; ``render()`` still renders on
+            demand). ``info`` is unchanged.
     """
 
     metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array"], "render_fps": 4}
@@ -86,6 +89,7 @@ class MultiViewEnv(gym.Env):
         "max_angular_speed": 1.0,
         "gripper_bounds": ((-0.3, -0.3, 0.0), (0.3, 0.3, 0.4)),
         "terminate_on_success": True,
+        "images": True,
     }
     TASK_OPTIONS: ClassVar[dict[str, Any]] = {}
 
@@ -128,6 +132,8 @@ class MultiViewEnv(gym.Env):
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))
                                  or seed < 0):
             raise ValueError(f"camera_seed: expected None or an int >= 0, got {seed!r}")
+        if not isinstance(opts["images"], (bool, np.bool_)):
+            raise ValueError(f"images: expected True or False, got {opts['images']!r}")
         self._fixed_camera_poses: list[Any] | None = None
         if not opts["control_hz"] > 0 or not opts["timestep"] > 0:
             raise ValueError(
@@ -171,7 +177,8 @@ class MultiViewEnv(gym.Env):
         inf = np.inf
         self.observation_space = spaces.Dict(
             {
-                "images": spaces.Box(0, 255, (c, h, w, 3), np.uint8),
+                **({"images": spaces.Box(0, 255, (c, h, w, 3), np.uint8)}
+                   if self.options["images"] else {}),
                 "intrinsics": spaces.Box(-inf, inf, (c, 3, 3), np.float32),
                 "extrinsics": spaces.Box(-inf, inf, (c, 4, 4), np.float32),
                 "gripper_pos": spaces.Box(-inf, inf, (3,), np.float32),
@@ -405,6 +412,10 @@ class MultiViewEnv(gym.Env):
         if self.render_mode is None:
             gym.logger.warn("render() called with render_mode=None; pass render_mode='rgb_array'")
             return None
+        if not self.options["images"]:  # nothing rendered on step: render now
+            if self._needs_reset:
+                raise RuntimeError("call reset() before render()")
+            return mosaic(self._render_images())
         if self._last_images is None:
             raise RuntimeError("call reset() before render()")
         return mosaic(self._last_images)
@@ -502,12 +513,14 @@ class MultiViewEnv(gym.Env):
         return vel[3:], vel[:3]
 
     def _observation(self) -> dict[str, np.ndarray]:
-        images = self._render_images()
-        self._last_images = images
+        images = None
+        if self.options["images"]:
+            images = self._render_images()
+            self._last_images = images
         linvel, angvel = self._gripper_velocity()
         d = self.data
         return {
-            "images": images,
+            **({"images": images} if images is not None else {}),
             "intrinsics": self._intrinsics.astype(np.float32),
             "extrinsics": self._extrinsics.astype(np.float32),
             "gripper_pos": d.xpos[self._gripper_id].astype(np.float32),

@@ -36,17 +36,34 @@ Keypoints (``info["keypoints"]``, world frame)
 Success and reward (from the three keypoints only, see :func:`insertion_error`)
     ``error = |tip - socket| + |base - (socket + PLUG_EXPOSED * up)|`` is 0 for a fully
     inserted plug; success is ``error < success_threshold`` (2.5 cm), which needs the plug
-    upright and at least 1.5 cm deep in the socket. The reward is ``-error`` (m) every step.
+    upright and at least 1.5 cm deep in the socket. The reward (:func:`insertion_reward`) is
+
+        ``r = 1 - tanh(error / reward_length)`` in ``[0, 1]`` every step (``reward_length``
+        0.2 m: 0.24 at a typical start error of 0.2 m, 0.80 with the tip at the opening,
+        0.88 at the success threshold), plus ``success_bonus`` (100) on the step that succeeds,
+        minus ``safety_penalty`` (default 0) on the step the gripper leaves the safety box.
+
+    Why this shape (measured, issue 15): the earlier ``-error`` per step with a one-off -10 for
+    leaving the safety box taught agents to leave after ~7 steps: with gamma 0.99 and
+    bootstrapping at the time limit, hovering at a 0.2 m error is worth about
+    ``-0.2 / (1 - 0.99) = -20``, worse than the penalty. With a non-negative per-step reward
+    every early end (leaving the box, an unstable simulation) forfeits the reward still to
+    come, so it never pays; and the success bonus is ``1 / (1 - 0.99)``, the value of staying
+    at the best per-step reward forever, so ending the episode by succeeding is worth at least
+    as much as any way of going on (success is an absorbing state with the maximum reward).
 
 Episode end
     * terminated on success;
     * terminated when the gripper leaves the safety box around the socket (``safety_box``:
-      ``|x - sx|, |y - sy| <= 0.15`` m, ``0.08 <= z <= 0.40`` m); that step's reward also gets
-      ``-safety_penalty`` (default 10: more than the return of hovering at a typical start
-      error of 0.15-0.25 m for all 40 steps, so leaving early never pays).
-      ``info["left_safety_box"]`` says why the episode ended;
+      ``|x - sx|, |y - sy| <= 0.15`` m, ``0.08 <= z <= 0.40`` m), as in the paper ("episodes
+      are also terminated if the agent moves far away from the socket"); it forfeits the
+      reward of the remaining steps. ``info["left_safety_box"]`` says why the episode ended;
     * truncated after 10 s (40 control steps at 4 Hz, by the registration's
       ``max_episode_steps``).
+
+Observations without images: ``images=False`` (a base-env option) drops ``images`` from the
+observation and never renders (agents on true keypoints or other state; the keypoints and
+their projections stay in ``info``).
 """
 
 from __future__ import annotations
@@ -76,6 +93,8 @@ SOCKET_HALF_WIDTH = 0.016  # m, outer
 PLUG_EXPOSED = PLUG_LENGTH - SOCKET_HEIGHT  # m of plug above the opening when fully inserted
 
 UP = np.array([0.0, 0.0, 1.0])
+#: Discount the reward's success bonus is sized for (the agents' gamma).
+REWARD_GAMMA = 0.99
 #: Episode length of the registered env: 10 s at the 4 Hz control rate.
 MAX_EPISODE_STEPS = 40
 
@@ -132,6 +151,31 @@ def insertion_success(
     return insertion_error(keypoints, plug_length) < threshold
 
 
+def insertion_reward(error: float, success: bool, left_safety_box: bool = False,
+                     reward_length: float = 0.2, success_bonus: float = 1.0 / (1.0 - REWARD_GAMMA),
+                     safety_penalty: float = 0.0) -> float:
+    """Per-step reward of ``S3K-CableInsert-v0`` (see the module docstring for why this shape).
+
+    Args:
+        error: insertion error (m), :func:`insertion_error` of the step's keypoints.
+        success: whether the step succeeded (the error is below the success threshold).
+        left_safety_box: whether the gripper left the safety box on this step.
+        reward_length: length scale of the shaping, m (> 0).
+        success_bonus: added on a successful step (default ``1 / (1 - 0.99)`` = 100).
+        safety_penalty: subtracted on the step that leaves the safety box (>= 0).
+
+    Returns:
+        ``1 - tanh(error / reward_length) + success_bonus * success - safety_penalty *
+        left_safety_box``; the first term lies in ``[0, 1]``.
+    """
+    reward = 1.0 - math.tanh(max(float(error), 0.0) / float(reward_length))
+    if success:
+        reward += float(success_bonus)
+    if left_safety_box:
+        reward -= float(safety_penalty)
+    return reward
+
+
 def tip_keypoint(tip: np.ndarray, socket: np.ndarray,
                  hole_half_width: float = HOLE_HALF_WIDTH) -> np.ndarray:
     """The ``plug_tip`` keypoint: the true tip, or the socket opening once the tip is inside.
@@ -161,8 +205,9 @@ class CableInsertEnv(MultiViewEnv):
 
     See the module docstring for the model, keypoints, success and termination rules.
 
-    Reward: ``-insertion_error(keypoints)`` in metres each step (dense, from the three
-    keypoints only), minus ``safety_penalty`` on the step the gripper leaves the safety box.
+    Reward: :func:`insertion_reward` of the step's keypoints (dense, from the three keypoints
+    only): ``1 - tanh(error / reward_length)`` plus ``success_bonus`` on success, minus
+    ``safety_penalty`` on the step the gripper leaves the safety box.
     Info (besides the base env's): ``insertion_error`` (m), ``left_safety_box`` (bool),
     ``plug_tip_true`` ``(3,)`` (the physical tip, never snapped), ``is_success``.
 
@@ -177,7 +222,11 @@ class CableInsertEnv(MultiViewEnv):
             cable curl up into loops that lift the plug towards the gripper).
         safety_box: ((dx, dy), (zmin, zmax)): the gripper must stay within ``|x - sx| <= dx``,
             ``|y - sy| <= dy`` of the socket centre and ``zmin <= z <= zmax`` (m).
-        safety_penalty: reward subtracted when the gripper leaves the safety box.
+        safety_penalty: reward subtracted when the gripper leaves the safety box (>= 0,
+            default 0: leaving already forfeits the non-negative reward still to come).
+        reward_length: m, length scale of the per-step reward ``1 - tanh(error / length)``.
+        success_bonus: reward added on the step that succeeds (>= 0, default
+            ``1 / (1 - 0.99)`` = 100, see the module docstring).
     """
 
     keypoint_names = _KEYPOINTS
@@ -194,7 +243,9 @@ class CableInsertEnv(MultiViewEnv):
         "bend_scale": 0.3,
         "max_total_bend": 2.5,
         "safety_box": ((0.15, 0.15), (0.08, 0.40)),
-        "safety_penalty": 10.0,
+        "safety_penalty": 0.0,
+        "reward_length": 0.2,
+        "success_bonus": 1.0 / (1.0 - REWARD_GAMMA),
     }
 
     # ------------------------------------------------------------------ options
@@ -231,6 +282,11 @@ class CableInsertEnv(MultiViewEnv):
                              f"{o['safety_box']!r}")
         if not o["safety_penalty"] >= 0:
             raise ValueError(f"safety_penalty: expected >= 0, got {o['safety_penalty']!r}")
+        if not (isinstance(o["reward_length"], (int, float)) and 0 < o["reward_length"] < 10):
+            raise ValueError(f"reward_length: expected 0 < m < 10, got {o['reward_length']!r}")
+        if not (isinstance(o["success_bonus"], (int, float)) and 0 <= o["success_bonus"] < 1e6):
+            raise ValueError(f"success_bonus: expected 0 <= bonus < 1e6, got "
+                             f"{o['success_bonus']!r}")
 
     # ------------------------------------------------------------------ scene
     def _build_task(self, spec: mujoco.MjSpec) -> None:
@@ -448,7 +504,10 @@ class CableInsertEnv(MultiViewEnv):
         error = insertion_error(keypoints)
         success = insertion_success(keypoints, threshold=self.options["success_threshold"])
         left = not self.gripper_in_safety_box()
-        reward = -error - (float(self.options["safety_penalty"]) if left else 0.0)
+        o = self.options
+        reward = insertion_reward(error, success, left, reward_length=o["reward_length"],
+                                  success_bonus=o["success_bonus"],
+                                  safety_penalty=o["safety_penalty"])
         extra = {
             "insertion_error": error,
             "left_safety_box": left,

@@ -106,7 +106,16 @@ class KeypointReward(gym.Wrapper, gym.utils.RecordConstructorArgs):
 
     where ``p(a_i)`` is keypoint ``a_i`` and ``q_i`` is keypoint ``b_i``, the fixed point
     ``target_i`` or the observation entry ``obs[obs_key_i]``; the reward is
-    ``-scale * (D + P)`` where ``P`` sums the ``penalties`` whose info flag is set on this step.
+
+        ``scale * (f(D) + success_bonus * success - P)``
+
+    with ``f(D) = -D`` (``shaping="negative"``, the default) or ``f(D) = 1 - tanh(D /
+    length)`` in ``[0, 1]`` (``shaping="tanh"``), and ``P`` the sum of the ``penalties`` whose
+    info flag is set on this step. Prefer ``"tanh"`` (with a success bonus) whenever an
+    episode can end early for reasons other than success (leaving a workspace, an unstable
+    simulation): with a negative reward every step, ending the episode stops the losses, and
+    agents learn to end it (issue 15, ``S3K-CableInsert-v0``); with a non-negative one every
+    early end forfeits reward. ``"negative"`` is fine when only success ends episodes.
 
     Args:
         env: the env; its info must carry ``keypoints (K, 3)`` (every S3K env) or, with a
@@ -122,11 +131,17 @@ class KeypointReward(gym.Wrapper, gym.utils.RecordConstructorArgs):
             env's own termination rules still apply: make the env with
             ``terminate_on_success=False`` to let only this rule end episodes).
         scale: reward multiplier.
-        penalties: ``{info key: amount}``: add ``amount`` (m-equivalent) to ``D`` for the
-            reward on steps where ``info[key]`` is true (e.g. ``{"left_safety_box": 10.0}``).
+        penalties: ``{info key: amount}``: subtract ``amount`` (in units of ``f(D)``: m for
+            ``"negative"``) on steps where ``info[key]`` is true (e.g.
+            ``{"left_safety_box": 10.0}``).
         keypoint_source: ``"auto"`` (predicted when a KeypointObservation is below, else
             true), ``"predicted"`` or ``"true"`` (ground truth even under a
             KeypointObservation: a privileged reward).
+        shaping: ``"negative"`` (``f(D) = -D``) or ``"tanh"`` (``f(D) = 1 - tanh(D /
+            length)``).
+        length: m, the length scale of ``"tanh"`` (required for it, > 0).
+        success_bonus: added (before ``scale``) on steps where the success rule holds
+            (>= 0; needs a success rule when > 0).
 
     Info (reset and step): ``keypoint_distance`` (D, m), ``keypoint_distances`` ``(T,)``
     per-term unweighted distances (m); with a success rule, ``is_success`` (the rule) and
@@ -134,7 +149,8 @@ class KeypointReward(gym.Wrapper, gym.utils.RecordConstructorArgs):
 
     Raises:
         ValueError: no terms, unknown keypoint names (the message lists the known ones), both
-            or (with ``terminate_on_success``) neither success rule, bad numbers.
+            or (with ``terminate_on_success`` or a ``success_bonus``) neither success rule,
+            unknown ``shaping``, bad numbers.
     """
 
     def __init__(
@@ -147,12 +163,16 @@ class KeypointReward(gym.Wrapper, gym.utils.RecordConstructorArgs):
         scale: float = 1.0,
         penalties: Mapping[str, float] | None = None,
         keypoint_source: str = "auto",
+        shaping: str = "negative",
+        length: float | None = None,
+        success_bonus: float = 0.0,
     ) -> None:
         gym.utils.RecordConstructorArgs.__init__(
             self, _disable_deepcopy=True, terms=list(terms), success_threshold=success_threshold,
             success=success, terminate_on_success=terminate_on_success, scale=scale,
             penalties=None if penalties is None else dict(penalties),
-            keypoint_source=keypoint_source)
+            keypoint_source=keypoint_source, shaping=shaping, length=length,
+            success_bonus=success_bonus)
         gym.Wrapper.__init__(self, env)
         self.terms: tuple[KeypointTerm, ...] = tuple(terms)
         if not self.terms or not all(isinstance(t, KeypointTerm) for t in self.terms):
@@ -179,6 +199,22 @@ class KeypointReward(gym.Wrapper, gym.utils.RecordConstructorArgs):
         bad = {k: v for k, v in self.penalties.items() if not math.isfinite(v)}
         if bad:
             raise ValueError(f"penalties: expected finite amounts, got {bad}")
+        if shaping not in ("negative", "tanh"):
+            raise ValueError(f"shaping: expected 'negative' or 'tanh', got {shaping!r}")
+        if shaping == "tanh" and (length is None or not (math.isfinite(float(length))
+                                                         and float(length) > 0)):
+            raise ValueError(f"length: shaping='tanh' needs a positive length scale in m, got "
+                             f"{length!r}")
+        if not (math.isfinite(float(success_bonus)) and float(success_bonus) >= 0):
+            raise ValueError(f"success_bonus: expected a finite number >= 0, got "
+                             f"{success_bonus!r}")
+        if success_bonus and success_threshold is None and success is None:
+            raise ValueError("success_bonus needs a success rule: give success_threshold or "
+                             "success")
+        #: ``"negative"`` or ``"tanh"``, see the class docstring.
+        self.shaping = shaping
+        self.length = None if length is None else float(length)
+        self.success_bonus = float(success_bonus)
 
         below = _find_keypoint_observation(env)
         if keypoint_source not in ("auto", "predicted", "true"):
@@ -258,6 +294,29 @@ class KeypointReward(gym.Wrapper, gym.utils.RecordConstructorArgs):
         keypoints (see :meth:`term_distances`)."""
         return float(self._weights @ self.term_distances(keypoints, obs))
 
+    def reward_for(self, distance: float, success: bool | None,
+                   flags: Mapping[str, Any] | None = None) -> float:
+        """The reward of a step from its keypoint distance, success and info flags.
+
+        Args:
+            distance: ``D`` (m), :meth:`keypoint_distance` of the step's keypoints.
+            success: the success rule's verdict (None: no rule, no bonus).
+            flags: the step's info (or any mapping); each ``penalties`` key that is true
+                there subtracts its amount.
+
+        Returns:
+            ``scale * (f(D) + success_bonus * success - P)`` (see the class docstring); what
+            :meth:`step` returns, so that recorded episodes can be relabelled exactly.
+        """
+        if self.shaping == "tanh":
+            assert self.length is not None
+            shaped = 1.0 - math.tanh(max(float(distance), 0.0) / self.length)
+        else:
+            shaped = -float(distance)
+        penalty = sum(v for k, v in self.penalties.items() if bool((flags or {}).get(k, False)))
+        bonus = self.success_bonus if success else 0.0
+        return float(self.scale * (shaped + bonus - penalty))
+
     def _evaluate(self, obs: Mapping[str, np.ndarray], info: dict[str, Any]
                   ) -> tuple[float, bool | None, dict[str, Any]]:
         if self._info_key not in info:
@@ -291,12 +350,11 @@ class KeypointReward(gym.Wrapper, gym.utils.RecordConstructorArgs):
         return obs, info
 
     def step(self, action: Any) -> tuple[Any, float, bool, bool, dict[str, Any]]:
-        """Step the env; reward ``-scale * (D + penalties)``, success and termination from
-        the keypoint rule."""
+        """Step the env; reward :meth:`reward_for` (``scale * (f(D) + bonus - penalties)``),
+        success and termination from the keypoint rule."""
         obs, _, terminated, truncated, info = self.env.step(action)
         total, success, info = self._evaluate(obs, info)
-        penalty = sum(v for k, v in self.penalties.items() if bool(info.get(k, False)))
-        reward = -self.scale * (total + penalty)
+        reward = self.reward_for(total, success, info)
         if self.terminate_on_success and success:
             terminated = True
         return obs, float(reward), bool(terminated), bool(truncated), info
@@ -305,34 +363,47 @@ class KeypointReward(gym.Wrapper, gym.utils.RecordConstructorArgs):
     @classmethod
     def cable_insert(cls, env: gym.Env, success_threshold: float | None = None,
                      safety_penalty: float | None = None, terminate_on_success: bool = False,
-                     scale: float = 1.0, keypoint_source: str = "auto") -> KeypointReward:
-        """The insertion rule of ``S3K-CableInsert-v0`` as a keypoint reward.
+                     scale: float = 1.0, keypoint_source: str = "auto",
+                     reward_length: float | None = None,
+                     success_bonus: float | None = None) -> KeypointReward:
+        """The insertion rule and reward of ``S3K-CableInsert-v0`` as a keypoint reward.
 
         ``D = |plug_tip - socket| + |plug_base - (socket + PLUG_EXPOSED * z)|`` (m), exactly
         :func:`s3k_envs.envs.cable.insertion_error`; success ``D < success_threshold``
-        (:func:`~s3k_envs.envs.cable.insertion_success`); reward ``-scale * (D +
-        safety_penalty * left_safety_box)``, which on ground truth equals the env's reward.
+        (:func:`~s3k_envs.envs.cable.insertion_success`); reward ``scale * (1 - tanh(D /
+        reward_length) + success_bonus * success - safety_penalty * left_safety_box)``
+        (``shaping="tanh"``), which on ground truth equals the env's reward
+        (:func:`~s3k_envs.envs.cable.insertion_reward`; the cable module's docstring says why
+        it is shaped so).
 
         Args:
             env: a CableInsert env (possibly wrapped, e.g. in KeypointObservation).
             success_threshold: m; default the env's ``success_threshold`` option (0.025).
-            safety_penalty: added to D on the step the gripper leaves the safety box
+            safety_penalty: subtracted on the step the gripper leaves the safety box
                 (``info["left_safety_box"]``); default the env's ``safety_penalty`` option.
             terminate_on_success, scale, keypoint_source: see :class:`KeypointReward`.
+            reward_length: m; default the env's ``reward_length`` option (0.2).
+            success_bonus: default the env's ``success_bonus`` option (100).
         """
-        from s3k_envs.envs.cable import PLUG_EXPOSED
+        from s3k_envs.envs.cable import PLUG_EXPOSED, CableInsertEnv
 
-        options = getattr(env.unwrapped, "options", None) or {}
+        defaults = CableInsertEnv.default_options()
+        options = {**defaults, **(getattr(env.unwrapped, "options", None) or {})}
         if success_threshold is None:
-            success_threshold = float(options.get("success_threshold", 0.025))
+            success_threshold = float(options["success_threshold"])
         if safety_penalty is None:
-            safety_penalty = float(options.get("safety_penalty", 0.0))
+            safety_penalty = float(options["safety_penalty"])
+        if reward_length is None:
+            reward_length = float(options["reward_length"])
+        if success_bonus is None:
+            success_bonus = float(options["success_bonus"])
         terms = [KeypointTerm("plug_tip", "socket"),
                  KeypointTerm("plug_base", "socket", offset=(0.0, 0.0, PLUG_EXPOSED))]
         return cls(env, terms, success_threshold=success_threshold,
                    terminate_on_success=terminate_on_success, scale=scale,
                    penalties={"left_safety_box": safety_penalty} if safety_penalty else None,
-                   keypoint_source=keypoint_source)
+                   keypoint_source=keypoint_source, shaping="tanh", length=reward_length,
+                   success_bonus=success_bonus)
 
 
 def cable_insert_reward(env: gym.Env, **kwargs: Any) -> KeypointReward:
