@@ -444,6 +444,7 @@ def test_fuzz_random_and_extreme_actions(make_env):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # 10,000 steps: minutes on a loaded 2-core machine
 def test_fuzz_random_and_extreme_actions_long(make_env):
     counts = _fuzz(make_env(ENV_ID, image_size=16, num_cameras=1), 10_000, seed=1)
     assert counts["episodes"] > 50

@@ -48,6 +48,7 @@ def test_fuzz_2000_steps(env_id: str, make_env) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # 10,000 steps: minutes on a loaded 2-core machine
 @pytest.mark.parametrize("env_id", ENVS)
 def test_fuzz_10000_steps(env_id: str, make_env) -> None:
     counts = fuzz(make_env(env_id, image_size=16, num_cameras=1), 10_000, seed=1)
