@@ -20,6 +20,7 @@ from gymnasium import spaces
 from s3k_envs.cameras import CameraRig, camera_calibration
 from s3k_envs.geometry import project
 from s3k_envs.rendering import MultiViewRenderer, tile_layout
+from s3k_envs.visibility import keypoint_visibility
 from s3k_envs.viz import mosaic
 
 # MuJoCo's own threshold for "huge" state values (mjMAXVAL) is 1e10; we stop far earlier
@@ -30,7 +31,6 @@ _BAD_STATE_WARNINGS = (
     mujoco.mjtWarning.mjWARN_BADQVEL,
     mujoco.mjtWarning.mjWARN_BADQPOS,
 )
-_VISIBLE_GEOM_GROUPS = np.array([1, 1, 1, 0, 0, 0], dtype=np.uint8)  # rendered by default
 _SITE_GROUP = 5  # sites are annotations, never rendered
 
 
@@ -543,45 +543,9 @@ class MultiViewEnv(gym.Env):
             ``(C, K)`` bool: in front of the camera, inside the image, and the first surface a
             ray from the camera centre towards the point meets is not in front of it.
         """
-        znear = self.model.vis.map.znear * self.model.stat.extent
-        inside = (
-            (depth > znear) & (uv[..., 0] >= 0) & (uv[..., 0] < self.width)
-            & (uv[..., 1] >= 0) & (uv[..., 1] < self.height)
-        )
-        visible = inside.copy()
-        centres = self.data.cam_xpos[self._cam_ids]
-        own = self._keypoint_own_bodies()
-        body_of_geom = self.model.geom_bodyid
-        for c in np.nonzero(inside.any(axis=1))[0]:
-            ks = np.nonzero(inside[c])[0]
-            vec = keypoints[ks] - centres[c]
-            dist = np.linalg.norm(vec, axis=1)
-            unit = vec / dist[:, None]
-            hit = np.empty(len(ks))
-            geomid = np.empty(len(ks), dtype=np.int32)
-            # One call for all rays from this camera centre.
-            mujoco.mj_multiRay(self.model, self.data, centres[c].copy(),
-                               np.ascontiguousarray(unit.reshape(-1)), _VISIBLE_GEOM_GROUPS,
-                               1, -1, geomid, hit, None, len(ks), float(dist.max()) + 1.0)
-            for i, k in enumerate(ks):
-                start, travelled, gid = centres[c], hit[i], int(geomid[i])
-                # Parts the keypoint lies inside of do not hide it: continue the ray past
-                # them (a few times at most; thin parts only).
-                for _ in range(4):
-                    if not (0 <= travelled < dist[i] - tolerance and gid >= 0):
-                        break
-                    body = int(body_of_geom[gid])
-                    if body not in own[k]:
-                        break
-                    start = centres[c] + unit[i] * travelled
-                    gid_out = np.zeros(1, dtype=np.int32)
-                    step = mujoco.mj_ray(self.model, self.data, start, unit[i],
-                                         _VISIBLE_GEOM_GROUPS, 1, body, gid_out)
-                    travelled = travelled + step if step >= 0 else -1.0
-                    gid = int(gid_out[0])
-                if 0 <= travelled < dist[i] - tolerance:
-                    visible[c, k] = False
-        return visible
+        return keypoint_visibility(
+            self.model, self.data, keypoints, uv, depth, self.data.cam_xpos[self._cam_ids],
+            (self.width, self.height), self._keypoint_own_bodies(), tolerance)
 
     def _info(self, keypoints: np.ndarray, success: bool, extra: dict[str, Any],
               unstable: bool) -> dict[str, Any]:

@@ -31,6 +31,8 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+from s3k_envs.visibility import keypoint_visibility
+
 if TYPE_CHECKING:
     import mujoco
 
@@ -560,25 +562,10 @@ class MultiViewCameras(gym.Wrapper, gym.utils.RecordConstructorArgs):
             (the keypoint's own body excluded) is not more than ``occlusion_tolerance``
             before it.
         """
-        import mujoco
-
-        m, d = self.model, self.data
-        znear = m.vis.map.znear * m.stat.extent
-        inside = ((depth > znear) & (uv[..., 0] >= 0) & (uv[..., 0] < self.width)
-                  & (uv[..., 1] >= 0) & (uv[..., 1] < self.height))
-        visible = inside.copy()
-        geomid = np.zeros(1, dtype=np.int32)
-        for c, k in zip(*np.nonzero(inside), strict=True):
-            start = self._centres[c]
-            vec = keypoints[k] - start
-            dist = float(np.linalg.norm(vec))
-            if dist <= 0.0:
-                continue
-            hit = mujoco.mj_ray(m, d, start, vec / dist, self._geomgroup, 1,
-                                self._own_bodies[k], geomid)
-            if 0 <= hit < dist - self.occlusion_tolerance:
-                visible[c, k] = False
-        return visible
+        own = [frozenset((b,)) if b >= 0 else frozenset() for b in self._own_bodies]
+        return keypoint_visibility(self.model, self.data, keypoints, uv, depth, self._centres,
+                                   (self.width, self.height), own, self.occlusion_tolerance,
+                                   self._geomgroup)
 
 
 # ---------------------------------------------------------------------------- registration
