@@ -6,8 +6,9 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.s3k-installed
 
-# Headless machines render with EGL (Mesa's software rasteriser works without a GPU).
-ifeq ($(strip $(DISPLAY)),)
+# Headless Linux machines render with EGL (Mesa's software rasteriser works without a GPU);
+# macOS has no EGL and renders headless with its default CGL.
+ifeq ($(shell uname)$(strip $(DISPLAY)),Linux)
 export MUJOCO_GL ?= egl
 export PYOPENGL_PLATFORM ?= egl
 endif

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,25 @@ from typing import Any
 import gymnasium as gym
 
 import s3k_envs
+
+#: Env options given in radians (the API's unit); ``s3k envs`` shows them in degrees too.
+ANGLE_OPTIONS = frozenset({"camera_azimuth_jitter", "camera_elevation", "camera_fovy",
+                           "bend_scale", "max_total_bend", "max_angular_speed"})
+
+
+def format_option(key: str, value: Any) -> str:
+    """One ``key = value`` line of ``s3k envs``; angles (:data:`ANGLE_OPTIONS`, radians) get
+    their value in degrees as a comment, e.g. ``camera_fovy = (0.6981, 0.8727)  # rad = (40,
+    50) deg`` (``max_angular_speed`` in rad/s -> deg/s)."""
+    if key not in ANGLE_OPTIONS or value is None:
+        return f"{key} = {value!r}"
+    values = value if isinstance(value, (tuple, list)) else (value,)
+    rad = ", ".join(f"{v:.4g}" for v in values)
+    deg = ", ".join(f"{math.degrees(v):.4g}" for v in values)
+    if len(values) > 1:
+        rad, deg = f"({rad})", f"({deg})"
+    unit = "/s" if key.endswith("speed") else ""
+    return f"{key} = {rad}  # rad{unit} = {deg} deg{unit}"
 
 
 def _cmd_envs(_: argparse.Namespace) -> None:
@@ -36,7 +56,7 @@ def _cmd_envs(_: argparse.Namespace) -> None:
         base = env.unwrapped
         print(f"{env_id}: keypoints {list(base.keypoint_names)}")
         for key, value in sorted(base.default_options().items()):
-            print(f"    {key} = {value!r}")
+            print(f"    {format_option(key, value)}")
         env.close()
     for env_id, (base_id, options) in EXAMPLES.items():
         names = list(options.get("keypoints", {}))
@@ -77,11 +97,15 @@ def main(argv: list[str] | None = None) -> Any:
     sub.add_parser("envs", help="list envs, keypoints and options").set_defaults(func=_cmd_envs)
     for name, (_, help_text) in FORWARDED.items():
         sub.add_parser(name, help=help_text)  # listed in --help; dispatched before parsing
-    snap = sub.add_parser("snapshot", help="annotated 4-view PNG of one reset")
-    snap.add_argument("env_id")
-    snap.add_argument("--seed", type=int, default=0)
-    snap.add_argument("--image-size", type=int, default=128)
-    snap.add_argument("--out", type=Path, default=Path("runs/snapshot.png"))
+    snap = sub.add_parser(
+        "snapshot", help="annotated 4-view PNG of one reset",
+        description="Reset an env once and write its camera views as one PNG, with the true "
+                    "keypoints projected (dots: visible, rings: not visible from that camera).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    snap.add_argument("env_id", help="Gymnasium id of a multi-view env, e.g. S3K-Box-v0")
+    snap.add_argument("--seed", type=int, default=0, help="reset seed (scene and camera rig)")
+    snap.add_argument("--image-size", type=int, default=128, help="pixels per view side")
+    snap.add_argument("--out", type=Path, default=Path("runs/snapshot.png"), help="PNG to write")
     snap.set_defaults(func=_cmd_snapshot)
     args = parser.parse_args(argv)
     args.func(args)

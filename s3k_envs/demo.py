@@ -283,20 +283,27 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="s3k demo", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--env", default=DEFAULT_ENV, help="env id of the pipeline")
-    p.add_argument("--out", type=Path, default=None, help="default runs/demo/<env>")
+    p.add_argument("--out", type=Path, default=None,
+                   help="output directory (None: runs/demo/<env>, --tour: runs/demo)")
     p.add_argument("--samples", type=int, default=1000, help="training samples")
     p.add_argument("--labelled", type=int, default=30, help="of which labelled")
-    p.add_argument("--test-samples", type=int, default=100)
+    p.add_argument("--test-samples", type=int, default=100,
+                   help="held-out labelled samples for the evaluation")
     p.add_argument("--rollout-steps", type=int, default=10,
                    help="expert steps (0..T at random) before each sample is recorded")
-    p.add_argument("--rollout-noise", type=float, default=0.3)
+    p.add_argument("--rollout-noise", type=float, default=0.3,
+                   help="std of Gaussian noise added to the expert's actions in those steps")
     p.add_argument("--minutes", type=float, default=5.0, help="training time (wall clock)")
     p.add_argument("--alpha", type=float, default=0.5, help="weight of the self-supervised term")
-    p.add_argument("--episodes", type=int, default=3)
-    p.add_argument("--image-size", type=int, default=128)
-    p.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
+    p.add_argument("--episodes", type=int, default=3,
+                   help="episodes of the expert driven by predicted keypoints")
+    p.add_argument("--image-size", type=int, default=128, help="pixels per view side")
+    p.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1),
+                   help="torch CPU threads for training and inference")
     p.add_argument("--workers", type=int, default=None, help="dataset generation processes")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the training data and training; the test data use seed + 1000, "
+                        "the policy episodes seed + 2000")
     p.add_argument("--tour", action="store_true",
                    help="instead: every env's scripted expert on true keypoints, one video each")
     p.add_argument("--envs", nargs="*", default=list(s3k_envs.ENV_SPECS),

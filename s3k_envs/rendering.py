@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import atexit
 import math
+import os
 import weakref
 from collections.abc import Sequence
 
@@ -22,11 +23,34 @@ from mujoco.rendering.classic import gl_context
 
 _LIVE: weakref.WeakSet[MultiViewRenderer] = weakref.WeakSet()
 _ATEXIT_REGISTERED = False
+#: pid of the process whose GL state this module has touched (None: no context yet).
+_GL_PID: int | None = None
+
+
+class ForkAfterRenderingError(RuntimeError):
+    """A GL context was requested in a process forked after its parent had rendered."""
+
+
+def check_not_forked_after_rendering() -> None:
+    """Raise :class:`ForkAfterRenderingError` if this process is a ``fork`` child of a parent
+    that had created a GL context: Mesa's (EGL/OSMesa) threads do not survive ``fork``, and
+    the child's first context hangs forever (e.g. ``AsyncVectorEnv`` with its default
+    ``fork`` start method after the parent rendered one frame)."""
+    if _GL_PID is not None and _GL_PID != os.getpid():
+        raise ForkAfterRenderingError(
+            f"this process (pid {os.getpid()}) was forked from pid {_GL_PID} after that process "
+            "had created a GL context; rendering here would hang. Start worker processes with "
+            "'forkserver' or 'spawn' instead of 'fork', e.g. "
+            "gymnasium.vector.AsyncVectorEnv(env_fns, context='forkserver') or "
+            "multiprocessing.get_context('forkserver')")
 
 
 def _close_all() -> None:
     # Runs before EGL's own atexit hook (registered earlier, so it runs later): freeing
-    # contexts after eglTerminate raises noisy errors at interpreter exit.
+    # contexts after eglTerminate raises noisy errors at interpreter exit. A fork child does
+    # not own its parent's contexts (touching them can hang): leave them alone.
+    if _GL_PID != os.getpid():
+        return
     for renderer in list(_LIVE):
         renderer.close()
 
@@ -62,6 +86,9 @@ class MultiViewRenderer:
         self.model = model
         self.height, self.width, self.num_views = height, width, num_views
         self._rows, self._cols = rows, cols
+        global _GL_PID
+        check_not_forked_after_rendering()
+        _GL_PID = os.getpid()
         self._gl = gl_context.GLContext(buf_w, buf_h)
         self._gl.make_current()
         self._ctx = mujoco.MjrContext(model, mujoco.mjtFontScale.mjFONTSCALE_100.value)

@@ -223,15 +223,19 @@ def evaluate(predict: PredictFn, arrays: Mapping[str, np.ndarray],
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """``s3k evaluate`` entry point; returns the metrics dict."""
     parser = argparse.ArgumentParser(
-        prog="s3k evaluate", description="RMS pixel and 3D (mm) error of an S3K checkpoint.")
+        prog="s3k evaluate", description="RMS pixel and 3D (mm) error of an S3K checkpoint.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("checkpoint", type=Path, help="model checkpoint (model.pt / best.pt)")
     parser.add_argument("data", type=Path, help="dataset directory with labelled samples")
     parser.add_argument("--out", type=Path, default=None,
-                        help="output directory (default: eval_<data name> beside the checkpoint)")
+                        help="output directory (None: eval_<data name> beside the checkpoint)")
     parser.add_argument("--batch", type=int, default=16, help="frames per forward pass")
-    parser.add_argument("--max-samples", type=int, default=None)
-    parser.add_argument("--figure-samples", type=int, default=4)
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default 2)")
+    parser.add_argument("--max-samples", type=int, default=None,
+                        help="evaluate the first N samples only (None: all)")
+    parser.add_argument("--figure-samples", type=int, default=4,
+                        help="samples drawn in overlays.png")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads (None: min(2, CPU count))")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads or min(2, os.cpu_count() or 1))
 

@@ -45,6 +45,8 @@ KEYPOINT_KINDS = ("site", "body", "com", "geom")
 #: Keys the wrapper adds to the observation.
 CAMERA_KEYS = ("images", "intrinsics", "extrinsics")
 RANDOMIZE_MODES = ("reset", "once")
+#: Render modes the wrapper advertises in its ``metadata`` (it renders the camera mosaic).
+RENDER_MODES = ("rgb_array",)
 _RIG_STREAM = 0x5C3D  # SeedSequence key of the rig's random stream (independent of the env's)
 _ENTRY_POINT = "s3k_envs.wrappers.multiview:make_multiview"
 
@@ -340,6 +342,8 @@ class MultiViewCameras(gym.Wrapper, gym.utils.RecordConstructorArgs):
                 f"data={type(data).__name__}"
             )
         super().__init__(env)
+        # Advertise what this wrapper renders (the mosaic), not the wrapped env's "human".
+        self.metadata = {**env.metadata, "render_modes": list(RENDER_MODES)}
         self.model: mujoco.MjModel = model
         self.data: mujoco.MjData = data
         if randomize not in RANDOMIZE_MODES:
@@ -579,13 +583,18 @@ def make_multiview(base_id: str, base_kwargs: Mapping[str, Any] | None = None,
     Args:
         base_id: Gymnasium id of the MuJoCo env to wrap (``"Pusher-v5"``).
         base_kwargs: keyword arguments of ``gymnasium.make(base_id, ...)``.
-        render_mode: passed to the wrapped env; ``"rgb_array"`` makes ``render()`` return the
-            camera mosaic.
+        render_mode: None or ``"rgb_array"`` (``render()`` returns the camera mosaic); passed
+            to the wrapped env. Other modes (the wrapped env's ``"human"`` window) are refused:
+            on a headless machine GLFW aborts the whole process instead of raising.
         **options: :class:`MultiViewCameras` options.
 
     Raises:
-        ValueError: an unknown option (the message lists the valid ones) or a bad value.
+        ValueError: an unknown option (the message lists the valid ones), a render mode other
+            than None / ``"rgb_array"``, or a bad value.
     """
+    if render_mode not in (None, *RENDER_MODES):
+        raise ValueError(f"{base_id} + MultiViewCameras: render_mode must be None or one of "
+                         f"{list(RENDER_MODES)}, got {render_mode!r}")
     unknown = sorted(set(options) - set(MultiViewCameras.OPTIONS))
     if unknown:
         raise ValueError(f"{base_id} + MultiViewCameras: unknown option(s) {unknown}; valid "
