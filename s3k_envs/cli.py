@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import math
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -92,7 +93,14 @@ def main(argv: list[str] | None = None) -> Any:
     if argv and argv[0] in FORWARDED:
         # These sub-commands own their options: hand everything after the name over.
         return importlib.import_module(FORWARDED[argv[0]][0]).main(argv[1:])
-    parser = argparse.ArgumentParser(prog="s3k", description="S3K multi-view keypoint envs")
+    parser = argparse.ArgumentParser(
+        prog="s3k", description="S3K multi-view keypoint envs",
+        epilog="Errors in what was asked (a bad option, a missing file, an unknown env id) are "
+               "reported in one line with exit status 2; add --debug anywhere for the full "
+               "traceback. Env ids may name the module that registers them "
+               "(`s3k generate my_envs:MyEnv-v0`), looked up from the current directory too.")
+    parser.add_argument("--debug", action="store_true",
+                        help="show the full traceback of errors (any position)")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("envs", help="list envs, keypoints and options").set_defaults(func=_cmd_envs)
     for name, (_, help_text) in FORWARDED.items():
@@ -112,12 +120,51 @@ def main(argv: list[str] | None = None) -> Any:
     return None
 
 
-if __name__ == "__main__":
-    main()
+#: Exceptions that report a problem with what the user asked for (the library raises them
+#: with a message that says what was expected and what came): the console script prints the
+#: message alone, without a traceback, and exits with status 2 (argparse's usage-error status).
+USER_ERRORS: tuple[type[BaseException], ...] = (
+    ValueError, FileNotFoundError, NotADirectoryError, IsADirectoryError, FileExistsError,
+    PermissionError, ModuleNotFoundError, gym.error.Error,
+)
 
 
-def console_main() -> int:
-    """The installed ``s3k`` script: :func:`main` with exit status 0 (its return value is
-    for Python callers; ``sys.exit`` would print a returned dict and exit with 1)."""
-    main()
+def error_message(exc: BaseException) -> str:
+    """One line for a user error: the exception's type (unless a plain ``ValueError``) and
+    message; a chained cause is not repeated (our messages already name it)."""
+    text = " ".join(str(exc).split()) or repr(exc)
+    name = type(exc).__name__
+    return text if name == "ValueError" else f"{name}: {text}"
+
+
+def console_main(argv: list[str] | None = None) -> int:
+    """The installed ``s3k`` script: :func:`main`, then an exit status: 0 on success, 2 with
+    a one-line message on a user error (:data:`USER_ERRORS`; ``--debug`` shows the
+    traceback), 130 on Ctrl-C. Other exceptions are bugs and keep their traceback.
+
+    Like ``python`` in a directory, the script also looks for modules in the current
+    directory (appended to ``sys.path``, so installed packages win), so that ``s3k generate
+    my_envs:MyEnv-v0`` finds ``./my_envs.py`` as ``gymnasium.make("my_envs:MyEnv-v0")`` does
+    in a script there."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    debug = "--debug" in argv
+    argv = [a for a in argv if a != "--debug"]
+    cwd = os.getcwd()
+    if cwd not in sys.path and "" not in sys.path:
+        sys.path.append(cwd)
+    try:
+        main(argv)  # its return value is for Python callers (sys.exit would print a dict)
+    except USER_ERRORS as exc:
+        if debug:
+            raise
+        print(f"s3k: error: {error_message(exc)}", file=sys.stderr)
+        print("(s3k --debug ... shows the traceback)", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("s3k: interrupted", file=sys.stderr)
+        return 130
     return 0
+
+
+if __name__ == "__main__":
+    sys.exit(console_main())
