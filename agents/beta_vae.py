@@ -67,7 +67,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import gymnasium as gym
 import numpy as np
@@ -79,6 +79,7 @@ from torch import nn
 from s3k_envs.atomic import atomic_write_text
 from s3k_envs.keypoints.model import atomic_torch_save
 from s3k_envs.keypoints.train import RunLog
+from s3k_envs.wrappers.features import FeatureObservation, set_torch_threads
 
 PathLike = str | os.PathLike[str]
 
@@ -97,7 +98,6 @@ DEFAULT_ALPHAS = tuple(float(a) for a in 10.0 ** np.arange(-4, 4))
 #: Settings that may differ when a run resumes (budget and bookkeeping, not the method).
 _RESUME_MAY_CHANGE = ("steps", "minutes", "clock", "checkpoint_every", "log_every",
                       "val_every", "threads", "recon_samples")
-_CAMERA_KEYS = ("images", "intrinsics", "extrinsics")
 _LOG_BASE = ("step", "elapsed_s", "lr", "loss", "recon", "kl", "beta", "capacity",
              "active_units",
              "val_loss", "val_recon", "val_kl", "val_active_units")
@@ -1347,33 +1347,9 @@ def linear_probe(
 
 
 # ------------------------------------------------------------------------------ wrapper
-def _env_name(env: gym.Env) -> str:
-    spec = getattr(env.unwrapped, "spec", None)
-    return spec.id if spec is not None else type(env.unwrapped).__name__
-
-
-def _check_image_space(space: gym.Space, who: str) -> tuple[int, int, int]:
-    """``(C, H, W)`` of a Dict observation space with ``images (C, H, W, 3)`` uint8."""
-    hint = ("To give a MuJoCo env a calibrated camera rig, wrap it first: "
-            "env = s3k_envs.wrappers.MultiViewCameras(env).")
-    expected = "a Dict observation with 'images' (C, H, W, 3) uint8"
-    if not isinstance(space, spaces.Dict):
-        raise ValueError(f"VAEObservation needs {expected}; {who} has observation space "
-                         f"{space!r}. {hint}")
-    if "images" not in space.spaces:
-        raise ValueError(f"VAEObservation needs {expected}; {who} has no 'images' (its keys "
-                         f"are {list(space.spaces)}). {hint}")
-    images = space["images"]
-    shape = getattr(images, "shape", None)
-    if (not isinstance(images, spaces.Box) or shape is None or len(shape) != 4
-            or shape[-1] != 3 or images.dtype != np.uint8):
-        raise ValueError(f"VAEObservation: 'images' of {who} must be a Box of shape "
-                         f"(C, H, W, 3) uint8, got {images!r}. {hint}")
-    return int(shape[0]), int(shape[1]), int(shape[2])
-
-
-class VAEObservation(gym.Wrapper, gym.utils.RecordConstructorArgs):
-    """Replace the images and calibration of a multi-view env by a frozen beta-VAE's latent.
+class VAEObservation(FeatureObservation, gym.utils.RecordConstructorArgs):
+    """Replace the images and calibration of a multi-view env by a frozen beta-VAE's latent
+    (a :class:`~s3k_envs.wrappers.features.FeatureObservation`).
 
     Every ``reset`` and ``step`` encodes the C views of the new frame in one forward pass
     (``torch.inference_mode``), inside the env, so vector envs' final observations are
@@ -1413,6 +1389,9 @@ class VAEObservation(gym.Wrapper, gym.utils.RecordConstructorArgs):
         TypeError: ``vae`` is neither a BetaVAE nor a path.
     """
 
+    FEATURE_KEYS: ClassVar[tuple[str, ...]] = ("latent",)
+    NEEDS_CALIBRATION: ClassVar[bool] = False
+
     def __init__(
         self,
         env: gym.Env,
@@ -1428,12 +1407,10 @@ class VAEObservation(gym.Wrapper, gym.utils.RecordConstructorArgs):
             self, _disable_deepcopy=True, vae=recorded, keep=None if keep is None else list(keep),
             keep_images=keep_images, latent_bound=latent_bound, device=device,
             torch_threads=torch_threads)
-        gym.Wrapper.__init__(self, env)
-        who = _env_name(env)
-        space = env.observation_space
-        c, h, w = _check_image_space(space, who)
-        if torch_threads is not None:
-            torch.set_num_threads(int(torch_threads))
+        FeatureObservation.__init__(self, env)
+        who = self.env_name
+        c, h, w = self.camera_shape
+        set_torch_threads(torch_threads)
         if isinstance(vae, (str, os.PathLike)):
             vae = load_vae(vae, device=device)
         elif not isinstance(vae, BetaVAE):
@@ -1448,55 +1425,32 @@ class VAEObservation(gym.Wrapper, gym.utils.RecordConstructorArgs):
             sh, sw = cfg.source_size
             raise ValueError(f"the beta-VAE was trained on {sh}x{sw} images, but {who} renders "
                              f"{h}x{w}; make the env with image_size=({sh}, {sw})")
-        if keep is None:
-            kept = [k for k in space.spaces if k not in _CAMERA_KEYS]
-        else:
-            kept = list(dict.fromkeys(keep))
-            unknown = [k for k in kept if k not in space.spaces]
-            if unknown:
-                raise ValueError(f"keep: {who} has no observation key(s) {unknown}; its keys "
-                                 f"are {list(space.spaces)}")
-        if keep_images and "images" not in kept:
-            kept.append("images")
-        if "latent" in kept:
-            raise ValueError(f"{who} already observes 'latent'; VAEObservation would "
-                             "overwrite it (leave it out of keep)")
         bound = float(latent_bound)
         if not (math.isfinite(bound) and bound > 0):
             raise ValueError(f"latent_bound: expected a finite value > 0, got {latent_bound!r}")
-        self.kept_keys: tuple[str, ...] = tuple(kept)
         self.latent_bound = bound
-        obs_spaces: dict[str, spaces.Space] = {key: space[key] for key in self.kept_keys}
-        obs_spaces["latent"] = spaces.Box(-bound, bound, (cfg.latent_dim,), np.float32)
-        self.observation_space = spaces.Dict(obs_spaces)
+        self._init_observation(keep, keep_images, {
+            "latent": spaces.Box(-bound, bound, (cfg.latent_dim,), np.float32)})
 
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None
-              ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-        """Reset the env and observe the latent of its first frame."""
-        obs, info = self.env.reset(seed=seed, options=options)
-        return self._convert(obs, info)
-
-    def step(self, action: Any) -> tuple[dict[str, np.ndarray], Any, bool, bool, dict[str, Any]]:
-        """Step the env and observe the latent of the new frame."""
-        obs, reward, terminated, truncated, info = self.env.step(action)
-        obs, info = self._convert(obs, info)
-        return obs, reward, terminated, truncated, info
-
-    def observation(self, obs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """The latent observation of one multi-view observation of the wrapped env."""
-        return self._convert(obs, {})[0]
-
-    def _convert(self, obs: dict[str, np.ndarray], info: dict[str, Any]
+    def features(self, obs: Mapping[str, np.ndarray]
                  ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """Encode the C views of one observation in one forward pass.
+
+        Args:
+            obs: the wrapped env's observation, with ``images (C, H, W, 3)`` uint8.
+
+        Returns:
+            ``({"latent": (D,) float32}, {"latent_mean": (D,) float32,
+            "latent_logvar": (D,) float32})``: the posterior mean clipped into the bounds
+            (NaN -> 0), and the unclipped posterior.
+        """
         with torch.inference_mode():
             mu, logvar = self.vae.encode(np.asarray(obs["images"])[None])
         mean = mu[0].float().cpu().numpy()
-        out = {key: obs[key] for key in self.kept_keys}
-        out["latent"] = np.clip(np.nan_to_num(mean, nan=0.0), -self.latent_bound,
-                                self.latent_bound).astype(np.float32)
-        info = dict(info)
-        info["latent_mean"] = mean.astype(np.float32)
-        info["latent_logvar"] = logvar[0].float().cpu().numpy()
+        out = {"latent": np.clip(np.nan_to_num(mean, nan=0.0), -self.latent_bound,
+                                 self.latent_bound).astype(np.float32)}
+        info = {"latent_mean": mean.astype(np.float32),
+                "latent_logvar": logvar[0].float().cpu().numpy()}
         return out, info
 
 

@@ -1,6 +1,8 @@
 """Wrappers that turn pixels into keypoints, keypoints into rewards, and any MuJoCo env into a
 calibrated multi-view env.
 
+* :class:`FeatureObservation` (``features.py``): the base of the wrappers that replace the
+  images and calibration by features computed from them.
 * :class:`KeypointObservation` (``keypoints.py``): images + calibration -> 3D keypoints.
 * :class:`KeypointReward` (``rewards.py``): reward and success from keypoint distances.
 * :class:`MultiViewCameras` (``multiview.py``): a randomized calibrated camera rig for any
@@ -15,6 +17,7 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
+    "FeatureObservation": "s3k_envs.wrappers.features",
     "KeypointObservation": "s3k_envs.wrappers.keypoints",
     "KeypointReward": "s3k_envs.wrappers.rewards",
     "KeypointTerm": "s3k_envs.wrappers.rewards",

@@ -20,74 +20,20 @@ and triangulates the keypoints with the Appendix-B confidence weights
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
 from s3k_envs.keypoints.predictor import KeypointPredictor, Prediction
+from s3k_envs.wrappers.features import FeatureObservation, set_torch_threads
 
-#: Observation keys a multi-view env must have; the wrapper replaces them by keypoints.
-CAMERA_KEYS = ("images", "intrinsics", "extrinsics")
 #: Margin (m) added on every side of an env's ``gripper_bounds`` for the keypoint bounds.
 WORKSPACE_MARGIN = 1.0
 #: Keypoint bounds (m, every coordinate) when the env declares no workspace.
 DEFAULT_BOUND = 10.0
-
-
-def _env_name(env: gym.Env) -> str:
-    spec = getattr(env.unwrapped, "spec", None)
-    return spec.id if spec is not None else type(env.unwrapped).__name__
-
-
-def _describe_space(space: gym.Space) -> str:
-    if isinstance(space, spaces.Dict):
-        return "Dict(" + ", ".join(
-            f"{k}: {getattr(s, 'shape', None)} {getattr(s, 'dtype', '')}"
-            for k, s in space.spaces.items()) + ")"
-    return repr(space)
-
-
-def check_camera_space(space: gym.Space, who: str) -> tuple[int, int, int]:
-    """Check that an observation space carries calibrated multi-view images.
-
-    Args:
-        space: the observation space of the env to wrap.
-        who: env name for the messages.
-
-    Returns:
-        ``(C, H, W)``: cameras and image size in pixels.
-
-    Raises:
-        ValueError: the space is not a ``Dict`` with ``images (C, H, W, 3)`` uint8,
-            ``intrinsics (C, 3, 3)`` and ``extrinsics (C, 4, 4)``; the message says what is
-            missing or wrong and points to :class:`s3k_envs.wrappers.MultiViewCameras`.
-    """
-    hint = ("To give a MuJoCo env a calibrated camera rig, wrap it first: "
-            "env = s3k_envs.wrappers.MultiViewCameras(env).")
-    expected = ("a Dict observation with 'images' (C, H, W, 3) uint8, 'intrinsics' (C, 3, 3) "
-                "and 'extrinsics' (C, 4, 4)")
-    if not isinstance(space, spaces.Dict):
-        raise ValueError(f"KeypointObservation needs {expected}; {who} has observation space "
-                         f"{_describe_space(space)}. {hint}")
-    missing = [k for k in CAMERA_KEYS if k not in space.spaces]
-    if missing:
-        raise ValueError(f"KeypointObservation needs {expected}; {who} lacks {missing} (its "
-                         f"observation space is {_describe_space(space)}). {hint}")
-    images, intr, extr = (space[k] for k in CAMERA_KEYS)
-    shape = getattr(images, "shape", None)
-    if (not isinstance(images, spaces.Box) or shape is None or len(shape) != 4
-            or shape[-1] != 3 or images.dtype != np.uint8):
-        raise ValueError(f"KeypointObservation: 'images' of {who} must be a Box of shape "
-                         f"(C, H, W, 3) uint8, got {images!r}. {hint}")
-    c, h, w = (int(v) for v in shape[:3])
-    for name, sub, tail in (("intrinsics", intr, (3, 3)), ("extrinsics", extr, (4, 4))):
-        if not isinstance(sub, spaces.Box) or tuple(sub.shape) != (c, *tail):
-            raise ValueError(f"KeypointObservation: '{name}' of {who} must be a Box of shape "
-                             f"{(c, *tail)} (one per camera), got {sub!r}. {hint}")
-    return c, h, w
 
 
 def keypoint_bounds_for(env: gym.Env, margin: float = WORKSPACE_MARGIN
@@ -113,8 +59,9 @@ def keypoint_bounds_for(env: gym.Env, margin: float = WORKSPACE_MARGIN
     return arr[0] - margin, arr[1] + margin
 
 
-class KeypointObservation(gym.Wrapper, gym.utils.RecordConstructorArgs):
-    """Replace the images and calibration of a multi-view env by S3K 3D keypoints.
+class KeypointObservation(FeatureObservation, gym.utils.RecordConstructorArgs):
+    """Replace the images and calibration of a multi-view env by S3K 3D keypoints
+    (a :class:`~s3k_envs.wrappers.features.FeatureObservation`).
 
     Args:
         env: an env whose observation is a ``Dict`` with ``images (C, H, W, 3)`` uint8,
@@ -161,6 +108,8 @@ class KeypointObservation(gym.Wrapper, gym.utils.RecordConstructorArgs):
             env does not observe.
     """
 
+    FEATURE_KEYS: ClassVar[tuple[str, ...]] = ("keypoints", "keypoint_confidence")
+
     def __init__(
         self,
         env: gym.Env,
@@ -178,15 +127,8 @@ class KeypointObservation(gym.Wrapper, gym.utils.RecordConstructorArgs):
             keep=None if keep is None else list(keep), confidence=confidence,
             keep_images=keep_images, keypoint_bounds=keypoint_bounds, device=device,
             torch_threads=torch_threads)
-        gym.Wrapper.__init__(self, env)
-        who = _env_name(env)
-        space = env.observation_space
-        c, h, w = check_camera_space(space, who)
-
-        if torch_threads is not None:
-            import torch
-
-            torch.set_num_threads(int(torch_threads))
+        FeatureObservation.__init__(self, env)
+        set_torch_threads(torch_threads)
         if isinstance(predictor, (str, os.PathLike)):
             predictor = KeypointPredictor.load(predictor, device=device)
         elif not callable(getattr(predictor, "predict", None)):
@@ -195,23 +137,7 @@ class KeypointObservation(gym.Wrapper, gym.utils.RecordConstructorArgs):
         self.predictor: KeypointPredictor = predictor
         #: Names of the observed keypoints, in the order of ``obs["keypoints"]``.
         self.keypoint_names: list[str] = list(predictor.keypoint_names)
-        self._check_model(who, c, h, w)
-
-        if keep is None:
-            kept = [k for k in space.spaces if k not in CAMERA_KEYS]
-        else:
-            kept = list(dict.fromkeys(keep))
-            unknown = [k for k in kept if k not in space.spaces]
-            if unknown:
-                raise ValueError(f"keep: {who} has no observation key(s) {unknown}; its keys are "
-                                 f"{list(space.spaces)}")
-        if keep_images and "images" not in kept:
-            kept.append("images")
-        taken = [k for k in kept if k in ("keypoints", "keypoint_confidence")]
-        if taken:
-            raise ValueError(f"{who} already observes {taken}; KeypointObservation would "
-                             "overwrite them (leave them out of keep)")
-        self.kept_keys: tuple[str, ...] = tuple(kept)
+        self._check_model(self.env_name, *self.camera_shape)
         self.confidence = bool(confidence)
 
         low, high = keypoint_bounds if keypoint_bounds is not None else keypoint_bounds_for(env)
@@ -223,11 +149,11 @@ class KeypointObservation(gym.Wrapper, gym.utils.RecordConstructorArgs):
         k = len(self.keypoint_names)
         self._low = np.tile(low.astype(np.float32), (k, 1))
         self._high = np.tile(high.astype(np.float32), (k, 1))
-        obs_spaces: dict[str, spaces.Space] = {key: space[key] for key in self.kept_keys}
-        obs_spaces["keypoints"] = spaces.Box(self._low, self._high, (k, 3), np.float32)
+        features: dict[str, spaces.Space] = {
+            "keypoints": spaces.Box(self._low, self._high, (k, 3), np.float32)}
         if self.confidence:
-            obs_spaces["keypoint_confidence"] = spaces.Box(0.0, 1.0, (k,), np.float32)
-        self.observation_space = spaces.Dict(obs_spaces)
+            features["keypoint_confidence"] = spaces.Box(0.0, 1.0, (k,), np.float32)
+        self._init_observation(keep, keep_images, features)
         #: The latest raw :class:`Prediction` (``None`` before the first reset).
         self.last_prediction: Prediction | None = None
 
@@ -251,39 +177,30 @@ class KeypointObservation(gym.Wrapper, gym.utils.RecordConstructorArgs):
                 f"the keypoint model was trained on {mh}x{mw} images, but {who} renders "
                 f"{h}x{w}; make the env with image_size=({mh}, {mw}) or use a matching model")
 
-    # ------------------------------------------------------------------ gym API
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None
-              ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-        """Reset the env and observe the predicted keypoints of its first frame."""
-        obs, info = self.env.reset(seed=seed, options=options)
-        return self._convert(obs, info)
-
-    def step(self, action: Any
-             ) -> tuple[dict[str, np.ndarray], Any, bool, bool, dict[str, Any]]:
-        """Step the env and observe the predicted keypoints of the new frame."""
-        obs, reward, terminated, truncated, info = self.env.step(action)
-        obs, info = self._convert(obs, info)
-        return obs, reward, terminated, truncated, info
-
-    def observation(self, obs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """The keypoint observation of one multi-view observation of the wrapped env."""
-        return self._convert(obs, {})[0]
-
-    def _convert(self, obs: dict[str, np.ndarray], info: dict[str, Any]
+    def features(self, obs: Mapping[str, np.ndarray]
                  ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """Predict and triangulate the keypoints of one multi-view observation.
+
+        Args:
+            obs: the wrapped env's observation: ``images (C, H, W, 3)`` uint8,
+                ``intrinsics (C, 3, 3)``, ``extrinsics (C, 4, 4)`` (world->camera).
+
+        Returns:
+            ``({"keypoints": (K, 3) float32 m[, "keypoint_confidence": (K,) float32]},
+            {"predicted_keypoints": (K, 3), "predicted_keypoints_2d": (C, K, 2) px,
+            "predicted_confidence": (C, K)})``.
+        """
         pred = self.predictor.predict(obs["images"], obs["intrinsics"], obs["extrinsics"])
         self.last_prediction = pred
         points = np.asarray(pred.points_3d, dtype=np.float32)
         conf = np.asarray(pred.confidence, dtype=np.float32)
-        out = {key: obs[key] for key in self.kept_keys}
         # NaN -> 0 m, +-inf -> the bounds: the observation is always inside its space.
         safe = np.clip(np.nan_to_num(points, nan=0.0), self._low, self._high)
-        out["keypoints"] = safe.astype(np.float32)
+        out = {"keypoints": safe.astype(np.float32)}
         if self.confidence:
             mean = np.nan_to_num(conf, nan=0.0).mean(axis=0)
             out["keypoint_confidence"] = np.clip(mean, 0.0, 1.0).astype(np.float32)
-        info = dict(info)
-        info["predicted_keypoints"] = points
-        info["predicted_keypoints_2d"] = np.asarray(pred.keypoints_2d, dtype=np.float32)
-        info["predicted_confidence"] = conf
+        info = {"predicted_keypoints": points,
+                "predicted_keypoints_2d": np.asarray(pred.keypoints_2d, dtype=np.float32),
+                "predicted_confidence": conf}
         return out, info
