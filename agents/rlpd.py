@@ -1,0 +1,847 @@
+"""RLPD: a lean, single-file demo-driven off-policy learner for any Gymnasium env.
+
+``RLPD`` learns a continuous-control policy from environment interaction and a list of
+demonstration episodes (the episode format of :mod:`agents.ddpgfd` and :mod:`s3k_envs.demos`).
+It is SAC with the ingredients that make recent demo-driven agents sample-efficient on
+insertion tasks (SERL: Luo et al. 2024, "SERL: A Software Suite for Sample-Efficient Robotic
+Reinforcement Learning", uses the same recipe on real cable routing and PCB insertion):
+
+=================================  ==========================================  ===============
+ingredient                         paper                                       setting
+=================================  ==========================================  ===============
+SAC losses: tanh-Gaussian actor,   Haarnoja et al. 2018, "Soft Actor-Critic    always
+soft Bellman backup, learned       Algorithms and Applications"
+temperature
+symmetric sampling: half of every  Ball et al. 2023, "Efficient Online         ``demo_ratio``
+batch from the demonstrations,     Reinforcement Learning with Offline Data"   (0.5)
+half from the agent's own data     (RLPD)
+LayerNorm after every hidden       Ball et al. 2023 (RLPD); after Hiraoka et   ``layer_norm``
+layer of the critics               al. 2022, "Dropout Q-Functions for
+                                   Doubly Efficient RL" (DroQ)
+ensemble of ``num_critics`` (10)   Chen et al. 2021, "Randomized Ensembled     ``num_critics``
+critics; target = min over a       Double Q-Learning: Learning Fast Without    ``num_min_critics``
+random subset of                   a Model" (REDQ)
+``num_min_critics`` (2) of them
+update-to-data ratio > 1 (several  REDQ; RLPD                                  ``utd`` (default
+critic updates per env step, one                                               4; RLPD uses
+actor update)                                                                  20 on GPUs)
+target entropy ``-|A| / 2``        RLPD                                        ``target_entropy``
+observation normalisation          running mean / std as in SB3's              ``normalize_``
+(running mean / std, clipped)      ``VecNormalize``; Andrychowicz et al.       ``observations``
+                                   2021, "What Matters in On-Policy RL"
+=================================  ==========================================  ===============
+
+Written in plain torch (no SB3): the ensemble is one batched module (``(E, in, out)`` weights,
+``torch.baddbmm``), so 10 critics cost one kernel per layer; the REDQ target evaluates only
+the sampled subset. The library never changes ``torch.set_num_threads``; on a small shared
+CPU call ``torch.set_num_threads(1)`` yourself (``benchmarks/rl_throughput.py`` measures
+updates/s). Observations are a ``Box`` or a ``Dict`` of ``Box`` es (flattened in the space's
+key order, like :func:`gymnasium.spaces.flatten`); actions a bounded ``Box`` (the agent acts
+in ``[-1, 1]`` and scales to the space).
+
+Demonstration episode (``T >= 1`` steps; extra keys are ignored):
+
+=================  ========================  ==================================================
+key                shape                     meaning
+=================  ========================  ==================================================
+``observations``   ``(T+1, *obs_shape)``     observation ``t`` is the one action ``t`` was
+                   or dict of ``(T+1, ...)``  chosen from; the last is the final state
+``actions``        ``(T, *action_shape)``    in the env's units (as passed to ``env.step``)
+``rewards``        ``(T,)``                  rewards
+``terminated``     ``(T,)`` bool             the last step may be True: no bootstrap there
+``truncated``      ``(T,)`` bool             optional; truncation bootstraps (ignored)
+=================  ========================  ==================================================
+
+Use::
+
+    agent = RLPD(env.observation_space, env.action_space, demonstrations=demos,
+                 config=RLPDConfig(utd=4), seed=0)
+    episodes = agent.learn(env, total_steps=20_000)   # one dict per finished episode
+    agent.save("runs/rlpd/agent.pt")                   # weights + JSON config, no pickle
+    agent = RLPD.load("runs/rlpd/agent.pt", demonstrations=demos)
+    action = agent.act(obs, deterministic=True)
+
+Saved file: one ``torch.save`` of plain tensors, numbers and strings (the config and spaces
+as a JSON string), read back with ``torch.load(weights_only=True)``: loading never unpickles
+arbitrary objects. The replay buffer and the demonstrations are not saved.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+import math
+import os
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from gymnasium import spaces
+from torch import nn
+from torch.nn import functional as F
+
+FORMAT = "s3k-rlpd"
+FORMAT_VERSION = 1
+_LOG_STD_MIN, _LOG_STD_MAX = -5.0, 2.0
+_OBS_CLIP = 10.0  # normalised observations are clipped to +-this many standard deviations
+
+
+@dataclasses.dataclass
+class RLPDConfig:
+    """Hyper-parameters of :class:`RLPD` (defaults: RLPD's, except ``utd`` and ``batch_size``
+    sized for a CPU).
+
+    Attributes:
+        gamma: discount.
+        tau: Polyak rate of the target critics.
+        lr: Adam learning rate of actor, critics and temperature.
+        batch_size: transitions per critic update (half demos, half online: ``demo_ratio``).
+        hidden: hidden layer widths of actor and critics.
+        num_critics: critic ensemble size E (REDQ: 10).
+        num_min_critics: size M of the random subset whose minimum is the target (REDQ: 2).
+        utd: critic updates per env step (update-to-data ratio); the actor and temperature
+            are updated once per env step.
+        layer_norm: LayerNorm after every hidden layer of the critics.
+        demo_ratio: fraction of every batch drawn from the demonstrations (RLPD: 0.5) when
+            both buffers hold data.
+        init_temperature: initial SAC temperature alpha.
+        target_entropy: None for ``-|A| / 2`` (RLPD), else the value.
+        backup_entropy: subtract ``alpha * log pi`` in the critic target (SAC).
+        normalize_observations: running mean / std normalisation (from the demonstrations and
+            every observed transition), clipped to +-10.
+        reward_scale: rewards are multiplied by this before learning.
+        buffer_size: capacity of the online replay buffer (FIFO beyond it).
+        random_steps: env steps with uniform random actions at the start of :meth:`learn`.
+        learning_starts: updates begin once both buffers together hold this many transitions.
+    """
+
+    gamma: float = 0.99
+    tau: float = 0.005
+    lr: float = 3e-4
+    batch_size: int = 256
+    hidden: tuple[int, ...] = (256, 256)
+    num_critics: int = 10
+    num_min_critics: int = 2
+    utd: int = 4
+    layer_norm: bool = True
+    demo_ratio: float = 0.5
+    init_temperature: float = 1.0
+    target_entropy: float | None = None
+    backup_entropy: bool = True
+    normalize_observations: bool = True
+    reward_scale: float = 1.0
+    buffer_size: int = 1_000_000
+    random_steps: int = 0
+    learning_starts: int = 256
+
+    def __post_init__(self) -> None:
+        self.hidden = tuple(int(h) for h in self.hidden)
+        checks = [
+            ("gamma", 0.0 <= self.gamma < 1.0, "0 <= gamma < 1"),
+            ("tau", 0.0 < self.tau <= 1.0, "0 < tau <= 1"),
+            ("lr", self.lr > 0, "> 0"),
+            ("batch_size", self.batch_size >= 2, ">= 2"),
+            ("hidden", len(self.hidden) >= 1 and min(self.hidden) >= 1, "widths >= 1"),
+            ("num_critics", self.num_critics >= 1, ">= 1"),
+            ("num_min_critics", 1 <= self.num_min_critics <= self.num_critics,
+             "1 <= num_min_critics <= num_critics"),
+            ("utd", self.utd >= 1, ">= 1"),
+            ("demo_ratio", 0.0 <= self.demo_ratio <= 1.0, "0..1"),
+            ("init_temperature", self.init_temperature > 0, "> 0"),
+            ("reward_scale", math.isfinite(self.reward_scale), "finite"),
+            ("buffer_size", self.buffer_size >= 1, ">= 1"),
+            ("random_steps", self.random_steps >= 0, ">= 0"),
+            ("learning_starts", self.learning_starts >= 0, ">= 0"),
+        ]
+        for name, ok, expected in checks:
+            if not ok:
+                raise ValueError(f"RLPDConfig.{name}: expected {expected}, got "
+                                 f"{getattr(self, name)!r}")
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain-JSON dict of the fields."""
+        out = dataclasses.asdict(self)
+        out["hidden"] = list(self.hidden)
+        return out
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> RLPDConfig:
+        """Inverse of :meth:`to_json`; unknown keys raise ``ValueError``."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ValueError(f"RLPDConfig: unknown field(s) {unknown}")
+        return cls(**dict(data))
+
+
+# --------------------------------------------------------------------------- spaces, demos
+def _space_json(space: spaces.Space) -> dict[str, Any]:
+    if isinstance(space, spaces.Box):
+        return {"type": "Box", "shape": list(space.shape),
+                "low": np.asarray(space.low, np.float64).ravel().tolist(),
+                "high": np.asarray(space.high, np.float64).ravel().tolist()}
+    if isinstance(space, spaces.Dict):
+        return {"type": "Dict", "entries": [[k, _space_json(s)] for k, s in space.spaces.items()]}
+    raise TypeError(f"RLPD: expected a Box or a Dict of Box observation space, got {space}")
+
+
+def _space_from_json(data: Mapping[str, Any]) -> spaces.Space:
+    if data["type"] == "Box":
+        shape = tuple(data["shape"])
+        low = np.asarray(data["low"], np.float64).reshape(shape)
+        high = np.asarray(data["high"], np.float64).reshape(shape)
+        return spaces.Box(low.astype(np.float32), high.astype(np.float32), shape, np.float32)
+    return spaces.Dict({k: _space_from_json(v) for k, v in data["entries"]})
+
+
+def _check_spaces(observation_space: spaces.Space, action_space: spaces.Space) -> None:
+    if isinstance(observation_space, spaces.Dict):
+        bad = [k for k, s in observation_space.spaces.items() if not isinstance(s, spaces.Box)]
+        if bad:
+            raise TypeError(f"RLPD: Dict observation entries must be Box spaces; {bad} are not "
+                            f"({observation_space})")
+    elif not isinstance(observation_space, spaces.Box):
+        raise TypeError(f"RLPD: expected a Box or a Dict of Box observation space, got "
+                        f"{observation_space}")
+    if not isinstance(action_space, spaces.Box):
+        raise TypeError(f"RLPD: expected a Box action space, got {action_space}")
+    if not (np.all(np.isfinite(action_space.low)) and np.all(np.isfinite(action_space.high))):
+        raise ValueError(f"RLPD: the action space must be bounded, got {action_space}")
+
+
+def _flat_dim(space: spaces.Space) -> int:
+    if isinstance(space, spaces.Dict):
+        return sum(int(np.prod(s.shape)) for s in space.spaces.values())
+    return int(np.prod(space.shape))
+
+
+def flatten_observations(space: spaces.Space, obs: Any, steps: int | None = None) -> np.ndarray:
+    """Flatten observations of ``space`` to float32 vectors (:func:`gymnasium.spaces.flatten`
+    order: the ``Dict`` space's keys in order, each entry raveled).
+
+    Args:
+        space: a ``Box`` or a ``Dict`` of ``Box`` es.
+        obs: one observation, or with ``steps`` a batch with a leading axis of that length.
+        steps: None for one observation, else the batch length.
+
+    Returns:
+        ``(D,)`` or ``(steps, D)`` float32.
+    """
+    if isinstance(space, spaces.Dict):
+        if steps is None:
+            return np.concatenate([np.asarray(obs[k], np.float32).reshape(-1)
+                                   for k in space.spaces])
+        return np.concatenate([np.asarray(obs[k], np.float32).reshape(steps, -1)
+                               for k in space.spaces], axis=1)
+    arr = np.asarray(obs, np.float32)
+    return arr.reshape(-1) if steps is None else arr.reshape(steps, -1)
+
+
+def validate_demonstrations(episodes: Sequence[Mapping[str, Any]],
+                            observation_space: spaces.Space, action_space: spaces.Space,
+                            tolerance: float = 1e-3) -> dict[str, np.ndarray]:
+    """Check demonstration episodes against the env's spaces and pack their transitions.
+
+    Args:
+        episodes: episodes in the format of the module docstring.
+        observation_space: the env's ``Box`` or ``Dict`` of ``Box`` observation space.
+        action_space: the env's bounded ``Box`` action space.
+        tolerance: actions may lie outside the action space by this fraction of its range
+            (they are clipped into it); further out raises.
+
+    Returns:
+        ``obs`` ``(N, D)`` float32 (flattened), ``actions`` ``(N, A)`` float32 in the env's
+        units, ``rewards`` ``(N,)`` float32, ``terminated`` ``(N,)`` bool, ``next_obs``
+        ``(N, D)``; ``N`` = total steps.
+
+    Raises:
+        ValueError: an empty list, a missing key, a shape that does not match the spaces (the
+            message names the episode, the field, what was expected and what came), NaN or
+            inf (with the first bad step), actions outside the action space, a ``terminated``
+            flag before the last step.
+    """
+    if episodes is None or len(episodes) == 0:
+        raise ValueError("demonstrations: expected a non-empty list of episodes, got none "
+                         "(pass demonstrations=None to learn without them)")
+    act_shape = tuple(action_space.shape)
+    low = np.broadcast_to(np.asarray(action_space.low, np.float64), act_shape)
+    high = np.broadcast_to(np.asarray(action_space.high, np.float64), act_shape)
+    slack = tolerance * (high - low)
+    packed: dict[str, list[np.ndarray]] = {k: [] for k in
+                                           ("obs", "actions", "rewards", "terminated", "next_obs")}
+    for i, ep in enumerate(episodes):
+        who = f"demonstration episode {i}"
+        if not isinstance(ep, Mapping):
+            raise ValueError(f"{who}: expected a mapping with observations, actions, rewards, "
+                             f"terminated; got {type(ep).__name__}")
+        missing = [k for k in ("observations", "actions", "rewards", "terminated") if k not in ep]
+        if missing:
+            raise ValueError(f"{who}: missing field(s) {missing} (has {sorted(ep)})")
+        actions = np.asarray(ep["actions"], dtype=np.float64)
+        if actions.ndim < 1 or actions.shape[0] < 1 or actions.shape[1:] != act_shape:
+            dims = ", ".join(map(str, act_shape))
+            raise ValueError(f"{who}: field 'actions': expected shape (T, {dims}) with T >= 1 "
+                             f"(the env's action space {act_shape}), got {actions.shape}")
+        steps = actions.shape[0]
+        obs = ep["observations"]
+        if isinstance(observation_space, spaces.Dict):
+            if not isinstance(obs, Mapping):
+                raise ValueError(f"{who}: field 'observations': expected a dict with keys "
+                                 f"{list(observation_space.spaces)} (a Dict observation space), "
+                                 f"got {type(obs).__name__}")
+            for key, sub in observation_space.spaces.items():
+                if key not in obs:
+                    raise ValueError(f"{who}: field 'observations' has no key {key!r} (has "
+                                     f"{sorted(obs)})")
+                shape = np.shape(obs[key])
+                if shape != (steps + 1, *sub.shape):
+                    raise ValueError(f"{who}: field 'observations[{key!r}]': expected shape "
+                                     f"{(steps + 1, *sub.shape)} = (T+1, *space {sub.shape}) for "
+                                     f"T = {steps} actions, got {shape}")
+        else:
+            if isinstance(obs, Mapping):
+                raise ValueError(f"{who}: field 'observations' is a dict (keys {sorted(obs)}) but "
+                                 f"the observation space is a Box {observation_space.shape}")
+            shape = np.shape(obs)
+            if shape != (steps + 1, *observation_space.shape):
+                raise ValueError(f"{who}: field 'observations': expected shape "
+                                 f"{(steps + 1, *observation_space.shape)} = (T+1, *space "
+                                 f"{observation_space.shape}) for T = {steps} actions, got "
+                                 f"{shape}")
+        flat = flatten_observations(observation_space, obs, steps + 1)
+        rewards = np.asarray(ep["rewards"], dtype=np.float64)
+        terminated = np.asarray(ep["terminated"])
+        for name, arr in (("rewards", rewards), ("terminated", terminated)):
+            if arr.shape != (steps,):
+                raise ValueError(f"{who}: field {name!r}: expected shape ({steps},) = (T,), got "
+                                 f"{arr.shape}")
+        for name, arr in (("observations", flat), ("actions", actions), ("rewards", rewards)):
+            bad = ~np.isfinite(arr.reshape(len(arr), -1)).all(axis=1)
+            if bad.any():
+                raise ValueError(f"{who}: field {name!r} contains NaN or inf (first at step "
+                                 f"{int(np.argmax(bad))} of {len(arr)})")
+        out = ((actions < low - slack) | (actions > high + slack)).reshape(steps, -1).any(axis=1)
+        if out.any():
+            t = int(np.argmax(out))
+            raise ValueError(f"{who}: field 'actions' lies outside the action space [{low.min()}, "
+                             f"{high.max()}] at step {t} ({actions[t].tolist()}); are the actions "
+                             "in the env's units?")
+        if terminated.dtype != bool and not np.all((terminated == 0) | (terminated == 1)):
+            raise ValueError(f"{who}: field 'terminated': expected booleans, got "
+                             f"{np.unique(terminated)[:5]}")
+        terminated = terminated.astype(bool)
+        if terminated[:-1].any():
+            raise ValueError(f"{who}: field 'terminated' is True at step "
+                             f"{int(np.argmax(terminated[:-1]))} of {steps}; only the last step "
+                             "may end an episode")
+        packed["obs"].append(flat[:-1])
+        packed["next_obs"].append(flat[1:])
+        packed["actions"].append(np.clip(actions, low, high).reshape(steps, -1).astype(np.float32))
+        packed["rewards"].append(rewards.astype(np.float32))
+        packed["terminated"].append(terminated)
+    return {k: np.concatenate(v) for k, v in packed.items()}
+
+
+# --------------------------------------------------------------------------- buffers, stats
+class ReplayBuffer:
+    """Transitions ``(obs, action, reward, next_obs, terminated)`` in growing numpy arrays, FIFO
+    beyond ``capacity``; actions stored in ``[-1, 1]`` (the agent's units).
+
+    Args:
+        obs_dim: flattened observation size D.
+        action_dim: A.
+        capacity: most transitions kept.
+    """
+
+    def __init__(self, obs_dim: int, action_dim: int, capacity: int) -> None:
+        self.capacity = int(capacity)
+        self.obs_dim, self.action_dim = obs_dim, action_dim
+        self.size = 0
+        self._next = 0
+        self._alloc(min(self.capacity, 4096))
+
+    def _alloc(self, n: int) -> None:
+        old = getattr(self, "obs", None)
+        new = {"obs": np.zeros((n, self.obs_dim), np.float32),
+               "next_obs": np.zeros((n, self.obs_dim), np.float32),
+               "actions": np.zeros((n, self.action_dim), np.float32),
+               "rewards": np.zeros(n, np.float32), "terminated": np.zeros(n, np.float32)}
+        if old is not None:
+            for k, arr in new.items():
+                arr[: self.size] = getattr(self, k)[: self.size]
+        for k, arr in new.items():
+            setattr(self, k, arr)
+
+    def add(self, obs: np.ndarray, action: np.ndarray, reward: float, next_obs: np.ndarray,
+            terminated: bool) -> None:
+        """Append one transition (obs ``(D,)``, action ``(A,)`` in [-1, 1])."""
+        if self.size == len(self.obs) and self.size < self.capacity:
+            self._alloc(min(2 * self.size, self.capacity))
+        i = self._next
+        self.obs[i], self.next_obs[i], self.actions[i] = obs, next_obs, action
+        self.rewards[i], self.terminated[i] = reward, float(terminated)
+        self._next = (i + 1) % self.capacity
+        self.size = min(self.size + 1, self.capacity)
+
+    def extend(self, data: Mapping[str, np.ndarray]) -> None:
+        """Append packed transitions (keys as :func:`validate_demonstrations` returns)."""
+        for t in range(len(data["actions"])):
+            self.add(data["obs"][t], data["actions"][t], float(data["rewards"][t]),
+                     data["next_obs"][t], bool(data["terminated"][t]))
+
+    def sample(self, n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        """``n`` transitions drawn uniformly with replacement."""
+        idx = rng.integers(0, self.size, size=n)
+        return {"obs": self.obs[idx], "next_obs": self.next_obs[idx],
+                "actions": self.actions[idx], "rewards": self.rewards[idx],
+                "terminated": self.terminated[idx]}
+
+
+class RunningMeanStd(nn.Module):
+    """Running mean and variance of ``(D,)`` vectors (parallel Welford / Chan et al.), as
+    buffers so that they are saved with the agent."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(dim, dtype=torch.float64))
+        self.register_buffer("var", torch.ones(dim, dtype=torch.float64))
+        self.register_buffer("count", torch.zeros((), dtype=torch.float64))
+
+    def update(self, x: np.ndarray) -> None:
+        """Fold in a batch ``(n, D)``."""
+        x = np.asarray(x, np.float64).reshape(-1, self.mean.numel())
+        n = len(x)
+        if n == 0:
+            return
+        b_mean, b_var = x.mean(axis=0), x.var(axis=0)
+        mean, var, count = self.mean.numpy(), self.var.numpy(), float(self.count)
+        total = count + n
+        delta = b_mean - mean
+        new_mean = mean + delta * n / total
+        m2 = var * count + b_var * n + delta ** 2 * count * n / total
+        self.mean.copy_(torch.from_numpy(new_mean))
+        self.var.copy_(torch.from_numpy(m2 / total))
+        self.count.fill_(total)
+
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        """``clip((x - mean) / sqrt(var + 1e-8), -10, 10)`` in float32."""
+        mean = self.mean.to(torch.float32)
+        std = torch.sqrt(self.var + 1e-8).to(torch.float32)
+        return torch.clamp((x - mean) / std, -_OBS_CLIP, _OBS_CLIP)
+
+
+# --------------------------------------------------------------------------- networks
+class EnsembleLinear(nn.Module):
+    """``E`` independent linear layers applied to ``(E, B, in)`` with one ``baddbmm``; each
+    member initialised like :class:`torch.nn.Linear`."""
+
+    def __init__(self, members: int, in_features: int, out_features: int) -> None:
+        super().__init__()
+        bound = 1.0 / math.sqrt(in_features)
+        self.weight = nn.Parameter(torch.empty(members, in_features, out_features)
+                                   .uniform_(-bound, bound))
+        self.bias = nn.Parameter(torch.empty(members, 1, out_features).uniform_(-bound, bound))
+
+    def forward(self, x: torch.Tensor, members: torch.Tensor | None = None) -> torch.Tensor:
+        """``x`` ``(E', B, in)`` -> ``(E', B, out)``; ``members`` ``(E',)`` picks the layers."""
+        w, b = (self.weight, self.bias) if members is None else (self.weight[members],
+                                                                 self.bias[members])
+        return torch.baddbmm(b, x, w)
+
+
+class EnsembleLayerNorm(nn.Module):
+    """LayerNorm over the last axis with per-member affine parameters ``(E, 1, H)``."""
+
+    def __init__(self, members: int, features: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(members, 1, features))
+        self.bias = nn.Parameter(torch.zeros(members, 1, features))
+
+    def forward(self, x: torch.Tensor, members: torch.Tensor | None = None) -> torch.Tensor:
+        """``x`` ``(E', B, H)``; ``members`` as in :class:`EnsembleLinear`."""
+        w, b = (self.weight, self.bias) if members is None else (self.weight[members],
+                                                                 self.bias[members])
+        return F.layer_norm(x, x.shape[-1:]) * w + b
+
+
+class CriticEnsemble(nn.Module):
+    """``E`` Q-functions ``Q_e(obs, action)``: MLPs with (optionally) LayerNorm + ReLU.
+
+    Args:
+        obs_dim, action_dim: D, A.
+        hidden: hidden widths.
+        members: E.
+        layer_norm: LayerNorm after every hidden linear layer.
+    """
+
+    def __init__(self, obs_dim: int, action_dim: int, hidden: Sequence[int], members: int,
+                 layer_norm: bool) -> None:
+        super().__init__()
+        self.members = members
+        sizes = [obs_dim + action_dim, *hidden]
+        self.linears = nn.ModuleList(EnsembleLinear(members, a, b)
+                                     for a, b in itertools.pairwise(sizes))
+        self.norms = nn.ModuleList(EnsembleLayerNorm(members, h) for h in hidden) \
+            if layer_norm else None
+        self.head = EnsembleLinear(members, sizes[-1], 1)
+
+    def forward(self, obs: torch.Tensor, action: torch.Tensor,
+                members: torch.Tensor | None = None) -> torch.Tensor:
+        """``obs`` ``(B, D)``, ``action`` ``(B, A)`` -> ``(E', B)`` Q-values."""
+        n = self.members if members is None else len(members)
+        x = torch.cat([obs, action], dim=-1).unsqueeze(0).expand(n, -1, -1)
+        for i, linear in enumerate(self.linears):
+            x = linear(x, members)
+            if self.norms is not None:
+                x = self.norms[i](x, members)
+            x = F.relu(x)
+        return self.head(x, members).squeeze(-1)
+
+
+class Actor(nn.Module):
+    """Tanh-squashed Gaussian policy (SAC): ``obs (B, D)`` -> actions in ``[-1, 1]^A``."""
+
+    def __init__(self, obs_dim: int, action_dim: int, hidden: Sequence[int]) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        size = obs_dim
+        for h in hidden:
+            layers += [nn.Linear(size, h), nn.ReLU()]
+            size = h
+        self.trunk = nn.Sequential(*layers)
+        self.head = nn.Linear(size, 2 * action_dim)
+
+    def forward(self, obs: torch.Tensor, deterministic: bool = False
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Sampled (or mean) action ``(B, A)`` and its log-probability ``(B,)`` (with the tanh
+        correction)."""
+        mean, log_std = self.head(self.trunk(obs)).chunk(2, dim=-1)
+        log_std = torch.clamp(log_std, _LOG_STD_MIN, _LOG_STD_MAX)
+        std = log_std.exp()
+        u = mean if deterministic else mean + std * torch.randn_like(mean)
+        action = torch.tanh(u)
+        logp = (-0.5 * ((u - mean) / std) ** 2 - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
+        # log(1 - tanh(u)^2), numerically stable
+        logp = logp - (2 * (math.log(2.0) - u - F.softplus(-2 * u))).sum(-1)
+        return action, logp
+
+
+# --------------------------------------------------------------------------- agent
+class RLPD:
+    """SAC + symmetric demo sampling + LayerNorm critic ensemble + REDQ target + UTD > 1.
+
+    Args:
+        observation_space: a ``Box`` or a ``Dict`` of ``Box`` es.
+        action_space: a bounded ``Box``.
+        demonstrations: episodes (module docstring), or None to learn from scratch.
+        config: hyper-parameters (:class:`RLPDConfig`).
+        seed: seeds the networks' initialisation, the sampling and the exploration noise.
+
+    Raises:
+        ValueError / TypeError: bad spaces, bad demonstrations (the message names the episode
+            and field), bad config values.
+    """
+
+    def __init__(self, observation_space: spaces.Space, action_space: spaces.Space,
+                 demonstrations: Sequence[Mapping[str, Any]] | None = None,
+                 config: RLPDConfig | None = None, seed: int = 0) -> None:
+        _check_spaces(observation_space, action_space)
+        self.config = config if config is not None else RLPDConfig()
+        self.observation_space, self.action_space = observation_space, action_space
+        self.seed = int(seed)
+        cfg = self.config
+        self.obs_dim = _flat_dim(observation_space)
+        self.action_dim = int(np.prod(action_space.shape))
+        self._low = np.asarray(action_space.low, np.float64).reshape(-1)
+        self._high = np.asarray(action_space.high, np.float64).reshape(-1)
+        self._rng = np.random.default_rng(self.seed)
+        torch.manual_seed(self.seed)
+        self._generator = torch.Generator().manual_seed(self.seed)
+        self.actor = Actor(self.obs_dim, self.action_dim, cfg.hidden)
+        self.critic = CriticEnsemble(self.obs_dim, self.action_dim, cfg.hidden, cfg.num_critics,
+                                     cfg.layer_norm)
+        self.critic_target = CriticEnsemble(self.obs_dim, self.action_dim, cfg.hidden,
+                                            cfg.num_critics, cfg.layer_norm)
+        self.critic_target.load_state_dict(self.critic.state_dict())
+        self.critic_target.requires_grad_(False)
+        self.log_alpha = torch.tensor(math.log(cfg.init_temperature), requires_grad=True)
+        self.target_entropy = (-0.5 * self.action_dim if cfg.target_entropy is None
+                               else float(cfg.target_entropy))
+        self.obs_rms = RunningMeanStd(self.obs_dim)
+        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=cfg.lr)
+        self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=cfg.lr)
+        self.alpha_opt = torch.optim.Adam([self.log_alpha], lr=cfg.lr)
+        self.online = ReplayBuffer(self.obs_dim, self.action_dim, cfg.buffer_size)
+        self.demos: ReplayBuffer | None = None
+        self.num_updates = 0
+        self.env_steps = 0
+        self.set_demonstrations(demonstrations)
+
+    # ------------------------------------------------------------------ data
+    def set_demonstrations(self, demonstrations: Sequence[Mapping[str, Any]] | None) -> None:
+        """Validate and load demonstrations (replacing earlier ones); None removes them. The
+        observation statistics take them in (on a fresh agent)."""
+        if demonstrations is None:
+            self.demos = None
+            return
+        data = validate_demonstrations(demonstrations, self.observation_space, self.action_space)
+        data["actions"] = self._to_unit(data["actions"]).astype(np.float32)
+        buf = ReplayBuffer(self.obs_dim, self.action_dim, len(data["actions"]))
+        buf.extend(data)
+        self.demos = buf
+        if float(self.obs_rms.count) == 0:
+            self.obs_rms.update(np.concatenate([data["obs"], data["next_obs"][-1:]]))
+
+    def _to_unit(self, action: np.ndarray) -> np.ndarray:
+        return 2.0 * (np.asarray(action, np.float64) - self._low) / (self._high - self._low) - 1.0
+
+    def _from_unit(self, action: np.ndarray) -> np.ndarray:
+        return self._low + 0.5 * (np.asarray(action, np.float64) + 1.0) * (self._high - self._low)
+
+    def flatten(self, obs: Any) -> np.ndarray:
+        """One env observation as the ``(D,)`` float32 vector the networks read."""
+        return flatten_observations(self.observation_space, obs)
+
+    def observe(self, obs: Any, action: np.ndarray, reward: float, next_obs: Any,
+                terminated: bool) -> None:
+        """Store one env transition (``action`` in the env's units; ``terminated`` means no
+        bootstrap: pass False on a time-limit truncation) and update the observation
+        statistics."""
+        o, o2 = self.flatten(obs), self.flatten(next_obs)
+        self.online.add(o, self._to_unit(action).reshape(-1), float(reward), o2, terminated)
+        if self.config.normalize_observations:
+            self.obs_rms.update(o2[None])
+        self.env_steps += 1
+
+    def _norm(self, x: np.ndarray | torch.Tensor) -> torch.Tensor:
+        t = torch.as_tensor(x, dtype=torch.float32)
+        return self.obs_rms.normalize(t) if self.config.normalize_observations else t
+
+    def sample_batch(self, batch_size: int) -> dict[str, torch.Tensor]:
+        """A batch: ``demo_ratio`` of it from the demonstrations, the rest online (all from
+        whichever buffer is non-empty when the other is empty). Observations normalised."""
+        n_demo = 0
+        if self.demos is not None and self.demos.size:
+            n_demo = batch_size if self.online.size == 0 else round(self.config.demo_ratio
+                                                                    * batch_size)
+        parts = []
+        if n_demo:
+            parts.append(self.demos.sample(n_demo, self._rng))  # type: ignore[union-attr]
+        if batch_size - n_demo:
+            if self.online.size == 0:
+                raise RuntimeError("sample_batch: no transitions to sample from")
+            parts.append(self.online.sample(batch_size - n_demo, self._rng))
+        batch = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+        return {"obs": self._norm(batch["obs"]), "next_obs": self._norm(batch["next_obs"]),
+                "actions": torch.from_numpy(batch["actions"]),
+                "rewards": torch.from_numpy(batch["rewards"]) * self.config.reward_scale,
+                "terminated": torch.from_numpy(batch["terminated"])}
+
+    # ------------------------------------------------------------------ learning
+    @property
+    def alpha(self) -> float:
+        """Current SAC temperature."""
+        return float(self.log_alpha.detach().exp())
+
+    def ready(self) -> bool:
+        """Whether enough transitions are stored to start updating."""
+        stored = self.online.size + (self.demos.size if self.demos is not None else 0)
+        return stored >= max(self.config.learning_starts, 1)
+
+    def update(self) -> dict[str, float]:
+        """One round: ``utd`` critic updates (each on a fresh batch, REDQ target), then one
+        actor and temperature update on the last batch.
+
+        Returns:
+            Losses and diagnostics of the round: ``critic_loss``, ``actor_loss``,
+            ``alpha``, ``entropy`` (of the sampled actions, nats), ``q_mean`` (ensemble mean
+            on the batch), ``target_mean``.
+        """
+        cfg = self.config
+        alpha = self.log_alpha.exp().detach()
+        for _ in range(cfg.utd):
+            batch = self.sample_batch(cfg.batch_size)
+            with torch.no_grad():
+                next_action, next_logp = self.actor(batch["next_obs"])
+                members = torch.randperm(cfg.num_critics, generator=self._generator)[
+                    : cfg.num_min_critics]
+                next_q = self.critic_target(batch["next_obs"], next_action, members).min(0).values
+                if cfg.backup_entropy:
+                    next_q = next_q - alpha * next_logp
+                target = batch["rewards"] + cfg.gamma * (1.0 - batch["terminated"]) * next_q
+            q = self.critic(batch["obs"], batch["actions"])
+            critic_loss = F.mse_loss(q, target.unsqueeze(0).expand_as(q))
+            self.critic_opt.zero_grad(set_to_none=True)
+            critic_loss.backward()
+            self.critic_opt.step()
+            with torch.no_grad():
+                for p, tp in zip(self.critic.parameters(), self.critic_target.parameters(),
+                                 strict=True):
+                    tp.lerp_(p, cfg.tau)
+        self.critic.requires_grad_(False)
+        action, logp = self.actor(batch["obs"])
+        q_pi = self.critic(batch["obs"], action).mean(0)
+        actor_loss = (alpha * logp - q_pi).mean()
+        self.actor_opt.zero_grad(set_to_none=True)
+        actor_loss.backward()
+        self.actor_opt.step()
+        self.critic.requires_grad_(True)
+        alpha_loss = (self.log_alpha.exp() * (-logp.detach() - self.target_entropy)).mean()
+        self.alpha_opt.zero_grad(set_to_none=True)
+        alpha_loss.backward()
+        self.alpha_opt.step()
+        self.num_updates += 1
+        return {"critic_loss": float(critic_loss.detach()),
+                "actor_loss": float(actor_loss.detach()),
+                "alpha": float(alpha), "entropy": float(-logp.detach().mean()),
+                "q_mean": float(q.detach().mean()), "target_mean": float(target.mean())}
+
+    @torch.no_grad()
+    def act(self, obs: Any, deterministic: bool = False) -> np.ndarray:
+        """Action for one observation, in the env's units (``action_space.shape``, float32)."""
+        o = self._norm(self.flatten(obs)[None])
+        action, _ = self.actor(o, deterministic=deterministic)
+        return self._from_unit(action[0].numpy()).reshape(self.action_space.shape).astype(
+            np.float32)
+
+    @torch.no_grad()
+    def q_values(self, obs: Any, action: np.ndarray) -> np.ndarray:
+        """``(E,)`` Q-values of every critic for one observation and action (env units)."""
+        o = self._norm(self.flatten(obs)[None])
+        a = torch.as_tensor(self._to_unit(action).reshape(1, -1), dtype=torch.float32)
+        return self.critic(o, a)[:, 0].numpy()
+
+    def learn(self, env: gym.Env, total_steps: int, seed: int | None = None,
+              info_keys: Sequence[str] = (),
+              callback: Callable[[RLPD, dict[str, Any]], bool | None] | None = None
+              ) -> list[dict[str, Any]]:
+        """Interact with ``env`` for ``total_steps`` steps, one update round per step.
+
+        Args:
+            env: the env (its ``TimeLimit`` ends episodes; ``truncated`` bootstraps).
+            total_steps: env steps.
+            seed: seed of the first reset (later resets continue the env's stream).
+            info_keys: ``info`` entries to copy into each episode's record (last step).
+            callback: called after every finished episode with ``(agent, record)``;
+                returning False stops learning.
+
+        Returns:
+            One record per finished episode: ``env_steps`` (total so far), ``length``,
+            ``return``, ``success`` (``info["is_success"]``, False when absent),
+            ``terminated``, ``truncated``, ``q0`` (ensemble-mean Q of the first state and
+            action), ``wall_s``, plus ``info_keys``.
+        """
+        if total_steps < 0:
+            raise ValueError(f"total_steps: expected >= 0, got {total_steps}")
+        records: list[dict[str, Any]] = []
+        obs, info = env.reset(seed=seed)
+        ep_return, ep_len, q0, start = 0.0, 0, None, time.perf_counter()
+        for step in range(total_steps):
+            if step < self.config.random_steps:
+                action = self._from_unit(self._rng.uniform(-1, 1, self.action_dim)).reshape(
+                    self.action_space.shape).astype(np.float32)
+            else:
+                action = self.act(obs)
+            if q0 is None:
+                q0 = float(self.q_values(obs, action).mean())
+            next_obs, reward, terminated, truncated, info = env.step(action)
+            self.observe(obs, action, float(reward), next_obs, bool(terminated))
+            ep_return += float(reward)
+            ep_len += 1
+            if self.ready():
+                self.update()
+            obs = next_obs
+            if terminated or truncated:
+                record = {"env_steps": self.env_steps, "length": ep_len, "return": ep_return,
+                          "success": bool(info.get("is_success", False)),
+                          "terminated": bool(terminated), "truncated": bool(truncated),
+                          "q0": q0, "wall_s": time.perf_counter() - start,
+                          **{k: _plain(info.get(k)) for k in info_keys}}
+                records.append(record)
+                if callback is not None and callback(self, record) is False:
+                    break
+                obs, info = env.reset()
+                ep_return, ep_len, q0 = 0.0, 0, None
+        return records
+
+    # ------------------------------------------------------------------ save / load
+    def state(self) -> dict[str, Any]:
+        """Everything :meth:`save` writes: tensors, numbers and strings only."""
+        meta = {"format": FORMAT, "version": FORMAT_VERSION, "config": self.config.to_json(),
+                "observation_space": _space_json(self.observation_space),
+                "action_space": _space_json(self.action_space), "seed": self.seed,
+                "num_updates": self.num_updates, "env_steps": self.env_steps}
+        return {"format": FORMAT, "version": FORMAT_VERSION, "meta_json": json.dumps(meta),
+                "actor": self.actor.state_dict(), "critic": self.critic.state_dict(),
+                "critic_target": self.critic_target.state_dict(),
+                "obs_rms": self.obs_rms.state_dict(), "log_alpha": self.log_alpha.detach(),
+                "actor_opt": self.actor_opt.state_dict(),
+                "critic_opt": self.critic_opt.state_dict(),
+                "alpha_opt": self.alpha_opt.state_dict()}
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write the agent (networks, optimisers, observation statistics, config and spaces as
+        JSON) to one file, atomically. The replay buffer and demonstrations are not saved."""
+        from s3k_envs.atomic import atomic_open
+
+        path = Path(path)
+        with atomic_open(path, "wb") as f:
+            torch.save(self.state(), f)
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str],
+             demonstrations: Sequence[Mapping[str, Any]] | None = None) -> RLPD:
+        """Read an agent written by :meth:`save` (``torch.load(weights_only=True)``: nothing
+        but tensors and plain data is unpickled).
+
+        Raises:
+            FileNotFoundError: no such file.
+            ValueError: not an RLPD agent file, another format version, or a corrupt file
+                (the message names the file).
+        """
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no RLPD agent file there")
+        try:
+            data = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # torch raises various types for foreign / corrupt files
+            raise ValueError(f"{path}: not an RLPD agent file ({type(exc).__name__}: "
+                             f"{str(exc).splitlines()[0] if str(exc) else ''})") from exc
+        if not isinstance(data, dict) or data.get("format") != FORMAT:
+            raise ValueError(f"{path}: not an RLPD agent file (format "
+                             f"{data.get('format') if isinstance(data, dict) else type(data)!r})")
+        if data.get("version") != FORMAT_VERSION:
+            raise ValueError(f"{path}: RLPD agent format version {data.get('version')!r}, this "
+                             f"code reads {FORMAT_VERSION}")
+        meta = json.loads(data["meta_json"])
+        agent = cls(_space_from_json(meta["observation_space"]),
+                    _space_from_json(meta["action_space"]), None,
+                    RLPDConfig.from_json(meta["config"]), seed=int(meta["seed"]))
+        agent.actor.load_state_dict(data["actor"])
+        agent.critic.load_state_dict(data["critic"])
+        agent.critic_target.load_state_dict(data["critic_target"])
+        agent.obs_rms.load_state_dict(data["obs_rms"])
+        with torch.no_grad():
+            agent.log_alpha.copy_(data["log_alpha"])
+        agent.actor_opt.load_state_dict(data["actor_opt"])
+        agent.critic_opt.load_state_dict(data["critic_opt"])
+        agent.alpha_opt.load_state_dict(data["alpha_opt"])
+        agent.num_updates, agent.env_steps = int(meta["num_updates"]), int(meta["env_steps"])
+        if demonstrations is not None:
+            agent.set_demonstrations(demonstrations)
+        return agent
+
+
+def _plain(value: Any) -> Any:
+    """An info value as plain JSON/CSV data."""
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, (np.generic,)):
+        return value.item()
+    return value
