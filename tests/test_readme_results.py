@@ -186,7 +186,7 @@ def _throughput(r: dict[str, Any]) -> dict[str, Any]:
     return {**r, "overhead_ms": r["step_ms"] - r["floor_ms"]}
 
 
-def _fewer_steps() -> dict[str, Any]:
+def _slower_steps() -> dict[str, Any]:
     """How much slower a training step is with the self-supervised term (label scaling)."""
     slower = [100 * (1 - _ls(lab, u)["steps_per_s"] / _ls(lab, 0)["steps_per_s"])
               for lab in (3, 10, 30, 100) for u in (100, 1000)]
@@ -227,7 +227,7 @@ CLAIMS: list[Claim] = [
           lambda: dict(zip(("lo", "hi"), span(r["steps"] for r in rows("label_scaling_quick")),
                             strict=True))),
     Claim("label_scaling slower", "(and alpha > 0 steps being {lo:.0f}–{hi:.0f} % slower)",
-          _fewer_steps),
+          _slower_steps),
     Claim("label_scaling 3 labels",
           "the error is {r0:.1f}x that of 10 labelled samples without unlabelled data and "
           "{r1000:.1f}x with 1,000",
