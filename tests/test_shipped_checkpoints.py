@@ -13,6 +13,7 @@ small sample, so a checkpoint that got worse, a broken wrapper or a broken trian
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -114,3 +115,15 @@ def test_shipped_checkpoint_accuracy(label: str, env_id: str, ckpt_env: str,
               f"per scene: {np.round(errors, 1).tolist()}")
     assert median <= MEDIAN_FACTOR * row["median_mm"], detail
     assert p90 <= P90_FACTOR * row["p90_mm"], detail
+
+
+def test_a_missing_checkpoint_fails_in_a_checkout(tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    module = sys.modules[__name__]
+    monkeypatch.setattr(checkpoints, "CHECKPOINT_DIRS", (tmp_path,))
+    monkeypatch.setattr(module, "IN_CHECKOUT", True)
+    with pytest.raises(pytest.fail.Exception, match="S3K-Box-v0 is missing from this checkout"):
+        shipped_checkpoint("S3K-Box-v0")
+    monkeypatch.setattr(module, "IN_CHECKOUT", False)  # e.g. an sdist without the assets
+    with pytest.raises(pytest.skip.Exception):
+        shipped_checkpoint("S3K-Box-v0")
