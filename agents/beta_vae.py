@@ -63,7 +63,6 @@ import math
 import os
 import random
 import sys
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -78,7 +77,7 @@ from torch import nn
 
 from s3k_envs.atomic import atomic_write_text
 from s3k_envs.keypoints.model import atomic_torch_save
-from s3k_envs.keypoints.train import RunLog
+from s3k_envs.training import RunLog, TrainingLoop, resume_config
 from s3k_envs.wrappers.features import FeatureObservation, set_torch_threads
 
 PathLike = str | os.PathLike[str]
@@ -891,7 +890,7 @@ def train_vae(
         beta: KL weight. capacity: final target KL (nats) for capacity annealing, or None.
         batch: frames per step. lr: Adam learning rate. seed: run seed.
         threads: torch CPU threads (set process-wide). image_size: S, pixels.
-        progress_bar: show a tqdm bar on stderr.
+        progress_bar: show progress on stderr (a bar in a terminal, else a line a minute).
         stop_at_step: stop (and checkpoint) at this step as if interrupted; a later call
             resumes it.
         **options: further :class:`VAETrainConfig` fields (``steps``, ``latent_dim``,
@@ -919,20 +918,12 @@ def train_vae(
 
 def _train(cfg: VAETrainConfig, train_dir: PathLike | Sequence[PathLike], out: Path,
            progress_bar: bool, stop_at_step: int | None) -> dict[str, Any]:
-    from tqdm import tqdm
-
     out.mkdir(parents=True, exist_ok=True)
     state_path = out / "train_state.pt"
     state = _load_state(state_path) if state_path.exists() else None
     if state is not None:
-        saved = VAETrainConfig(**json.loads(state["train_config"]))
-        for name in _RESUME_MAY_CHANGE:
-            setattr(saved, name, getattr(cfg, name))
-        changed = [k for k, v in saved.to_dict().items() if cfg.to_dict()[k] != v]
-        if changed:
-            print(f"note: resuming {out} with its saved settings; ignoring the new values of "
-                  f"{changed}", file=sys.stderr)
-        cfg = saved
+        cfg = resume_config(VAETrainConfig(**json.loads(state["train_config"])), cfg,
+                            _RESUME_MAY_CHANGE, out)
     torch.set_num_threads(max(1, int(cfg.threads)))
     dirs = _as_dirs(train_dir)
     frames = load_frames(dirs, cfg.image_size)
@@ -967,32 +958,29 @@ def _train(cfg: VAETrainConfig, train_dir: PathLike | Sequence[PathLike], out: P
         best = float(state["best_val_loss"])
         print(f"resuming {out} from step {step} ({elapsed0 / 60:.1f} min done)",
               file=sys.stderr)
-    (out / "train_config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
+    atomic_write_text(out / "train_config.json", json.dumps(cfg.to_dict(), indent=2) + "\n")
     columns = [*_LOG_BASE, *(f"kl_{d}" for d in range(cfg.latent_dim))]
     log = RunLog(out, columns, step if state is not None else None)
     vae.train()
     train_images, val_images = frames.images[train_idx], frames.images[val_idx]
-    budget = cfg.minutes * 60.0 if cfg.minutes else math.inf
-    clock = time.monotonic if cfg.clock == "wall" else time.process_time
-    t0, wall0, start_step = clock(), time.monotonic(), step
     sums: dict[str, float] = {}
     kl_sum = np.zeros(cfg.latent_dim)
     count = 0
     last: dict[str, Any] = {}
     last_val: dict[str, Any] = {}
 
-    def elapsed() -> float:
-        return elapsed0 + clock() - t0
-
-    def progress() -> float:
-        return max(step / cfg.steps, elapsed() / budget)
+    loop = TrainingLoop(cfg.steps, cfg.minutes, cfg.clock, step=step, elapsed_s=elapsed0,
+                        stop_at_step=stop_at_step, log_every=cfg.log_every,
+                        checkpoint_every=cfg.checkpoint_every, val_every=cfg.val_every,
+                        progress_bar=progress_bar, desc="beta-VAE",
+                        time_bar_steps_per_minute=300)
 
     def save_state() -> None:
         payload = checkpoint_payload(vae)
         atomic_torch_save({
             "format": STATE_FORMAT, "format_version": STATE_VERSION,
-            "checkpoint": payload, "optimizer": optimizer.state_dict(), "step": step,
-            "elapsed_s": elapsed(), "num_frames": n, "best_val_loss": best,
+            "checkpoint": payload, "optimizer": optimizer.state_dict(), "step": loop.step,
+            "elapsed_s": loop.elapsed(), "num_frames": n, "best_val_loss": best,
             "rng": {"numpy": json.dumps(np_rng.bit_generator.state), "torch": gen.get_state(),
                     "torch_global": torch.get_rng_state()},
             "train_config": json.dumps(cfg.to_dict()),
@@ -1010,20 +998,9 @@ def _train(cfg: VAETrainConfig, train_dir: PathLike | Sequence[PathLike], out: P
         return {"val_loss": m["loss"], "val_recon": m["recon"], "val_kl": m["kl"],
                 "val_active_units": m["active_units"]}
 
-    by_time = math.isfinite(budget) and budget / 60.0 * 300 < cfg.steps - step
-    if by_time:
-        bar = tqdm(total=round(budget), initial=min(round(elapsed0), round(budget)),
-                   unit=f"{cfg.clock} s", disable=not progress_bar, dynamic_ncols=True,
-                   desc="beta-VAE", bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} {unit} "
-                   "[{elapsed}<{remaining}{postfix}]")
-    else:
-        bar = tqdm(total=cfg.steps, initial=step, disable=not progress_bar, dynamic_ncols=True,
-                   desc="beta-VAE")
-    interrupted = False
-    try:
-        while (step < cfg.steps and elapsed() < budget
-               and (stop_at_step is None or step < stop_at_step)):
-            prog = progress()
+    with loop:
+        while loop.running():
+            prog = loop.progress()
             lr = cfg.learning_rate(prog)
             for group in optimizer.param_groups:
                 group["lr"] = lr
@@ -1036,49 +1013,38 @@ def _train(cfg: VAETrainConfig, train_dir: PathLike | Sequence[PathLike], out: P
             terms = vae.loss(x, output, beta_t, cap)
             if not torch.isfinite(terms.total.detach()):
                 raise FloatingPointError(
-                    f"beta-VAE loss is {float(terms.total.detach())} at step {step} (recon "
+                    f"beta-VAE loss is {float(terms.total.detach())} at step {loop.step} (recon "
                     f"{float(terms.recon.detach())}, KL {float(terms.kl.detach())}); lower "
                     f"--lr, or resume from the last checkpoint in {out}")
             optimizer.zero_grad(set_to_none=True)
             terms.total.backward()
             optimizer.step()
-            step += 1
             for k, v in (("loss", terms.total), ("recon", terms.recon), ("kl", terms.kl)):
                 sums[k] = sums.get(k, 0.0) + float(v.detach())
             kl_sum += terms.kl_per_dim.detach().double().numpy()
             count += 1
-            if by_time:
-                bar.update(min(elapsed(), budget) - bar.n)
-            else:
-                bar.update(1)
-            do_val = step % cfg.val_every == 0
-            if do_val:
+            due = loop.advance()
+            if due.validate:
                 last_val = validate()
-            if step % cfg.log_every == 0 or do_val:
+            if due.log or due.validate:
                 kl_dims = kl_sum / max(count, 1)
-                last = {"step": step, "elapsed_s": elapsed(), "lr": lr, "beta": beta_t,
+                last = {"step": loop.step, "elapsed_s": loop.elapsed(), "lr": lr, "beta": beta_t,
                         "capacity": cap,
                         **{k: v / max(count, 1) for k, v in sums.items()},
                         "active_units": active_units(kl_dims),
                         **{f"kl_{d}": float(v) for d, v in enumerate(kl_dims)}}
-                if do_val:
+                if due.validate:
                     last.update(last_val)
                 log.write(last)
                 sums, kl_sum, count = {}, np.zeros(cfg.latent_dim), 0
-                bar.set_postfix(loss=f"{last['loss']:.1f}", kl=f"{last['kl']:.1f}",
-                                au=last["active_units"])
-            if step % cfg.checkpoint_every == 0:
+                loop.show(loss=f"{last['loss']:.1f}", kl=f"{last['kl']:.1f}",
+                          au=last["active_units"])
+            if due.checkpoint:
                 save_state()
-    except KeyboardInterrupt:
-        interrupted = True
-        print(f"\ninterrupted at step {step}; saving a checkpoint to resume from",
-              file=sys.stderr)
-    finally:
-        bar.close()
-    finished = not interrupted and (stop_at_step is None or step < stop_at_step)
-    if step > start_step and step % cfg.val_every and not interrupted:
+    finished = not loop.interrupted and (stop_at_step is None or loop.step < stop_at_step)
+    if loop.needs_final_validation():
         last_val = validate()
-        log.write({"step": step, "elapsed_s": elapsed(), **last_val})
+        log.write({"step": loop.step, "elapsed_s": loop.elapsed(), **last_val})
     save_state()
     log.close()
     files = {"model": str(out / "model.pt"), "state": str(state_path),
@@ -1091,11 +1057,11 @@ def _train(cfg: VAETrainConfig, train_dir: PathLike | Sequence[PathLike], out: P
                                                   out / "recon.png"))
     final = evaluate_frames(vae, val_images if len(val_images) else train_images[:256])
     summary = {
-        "steps": step,
-        "elapsed_s": elapsed(),
+        "steps": loop.step,
+        "elapsed_s": loop.elapsed(),
         "clock": cfg.clock,
-        "steps_per_s": (step - start_step) / max(elapsed() - elapsed0, 1e-9),
-        "wall_s_this_call": time.monotonic() - wall0,
+        "steps_per_s": loop.steps_per_s(),
+        "wall_s_this_call": loop.wall_s_this_call(),
         "num_frames": n,
         "num_train_frames": len(train_images),
         "num_val_frames": len(val_images),
@@ -1103,13 +1069,13 @@ def _train(cfg: VAETrainConfig, train_dir: PathLike | Sequence[PathLike], out: P
         "final_eval_on": "val" if len(val_images) else "train (first 256)",
         "final_eval": final,
         "best_val_loss": best if math.isfinite(best) else None,
-        "interrupted": interrupted,
+        "interrupted": loop.interrupted,
         "sources": [str(d) for d in dirs],
         "files": files,
         "config": cfg.to_dict(),
         "model_config": mcfg.to_dict(),
     }
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    atomic_write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
     return summary
 
 

@@ -180,6 +180,7 @@ from s3k_envs.demos import (
 )
 from s3k_envs.keypoints.data import generate_dataset, read_manifest
 from s3k_envs.keypoints.predictor import KeypointPredictor
+from s3k_envs.progress import Progress
 from s3k_envs.wrappers.keypoints import KeypointObservation, keypoint_bounds_for
 from s3k_envs.wrappers.rewards import KeypointReward, cable_insert_reward
 
@@ -679,8 +680,6 @@ def stage_demos(cfg: Config, work: Path) -> tuple[Path, dict[str, Any]]:
         CacheMismatchError: a recording with other settings is there.
         RuntimeError: fewer than ``demos`` successes in ``3 * demos + 10`` attempts.
     """
-    from tqdm import tqdm
-
     path = work / "demos" / "cable.npz"
     options = {"image_size": IMAGE_SIZE, "camera_seed": cfg.camera_seed,
                "terminate_on_success": False}
@@ -702,8 +701,7 @@ def stage_demos(cfg: Config, work: Path) -> tuple[Path, dict[str, Any]]:
     max_attempts = 3 * cfg.demos + 10
     try:
         expert = make_expert(env)
-        with tqdm(total=cfg.demos, desc="demonstrations", unit="ep", disable=not cfg.progress,
-                  file=sys.stderr) as bar:
+        with Progress(cfg.demos, "demonstrations", unit="ep", enabled=cfg.progress) as bar:
             attempt = 0
             while len(kept) < cfg.demos and attempt < max_attempts:
                 seed = cfg.demo_seed + attempt

@@ -44,7 +44,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +52,7 @@ import numpy as np
 
 from s3k_envs.atomic import atomic_open
 from s3k_envs.experts import make_expert
+from s3k_envs.progress import Progress
 
 FORMAT_VERSION = 1
 _INFO_KEYS = ("keypoints", "keypoints_2d", "keypoints_visible", "is_success")
@@ -131,7 +131,7 @@ def record_demonstrations(
         image_size: camera resolution (pixels) of the env.
         store_images: keep the camera images (else only the low-dimensional observations).
         max_attempts: give up after this many episodes (default ``3 * episodes + 10``).
-        progress: show a tqdm progress bar (on stderr).
+        progress: show progress on stderr (a bar in a terminal, else a line a minute).
         env_options: extra ``gymnasium.make`` options.
 
     Returns:
@@ -141,8 +141,6 @@ def record_demonstrations(
     Raises:
         RuntimeError: fewer than ``episodes`` successes within ``max_attempts``.
     """
-    from tqdm import tqdm
-
     import s3k_envs  # noqa: F401  (registers the S3K envs)
 
     if episodes < 1:
@@ -154,8 +152,7 @@ def record_demonstrations(
     failed_seeds: list[int] = []
     try:
         expert = make_expert(env)
-        bar = tqdm(total=episodes, desc=f"demos {env_id}", unit="ep", disable=not progress,
-                   file=sys.stderr)
+        bar = Progress(episodes, f"demos {env_id}", unit="ep", enabled=progress)
         with bar:
             attempt = 0
             while len(kept) < episodes and attempt < max_attempts:

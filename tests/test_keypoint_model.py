@@ -338,3 +338,12 @@ def test_cli_train_and_evaluate(tmp_path: Path, tiny_dir: Path) -> None:
     other = mdl.save_checkpoint(tmp_path / "other.pt", _model(), {**CONFIG, "image_size": [64, 64]})
     with pytest.raises(ValueError, match=r"box8: has keypoints \['corner_0'.*trained for \['a'"):
         ev.main([str(other), str(tiny_dir)])
+
+
+def test_training_progress_in_a_log_is_not_a_bar(tmp_path: Path, tiny_data: dict[str, np.ndarray],
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    # stderr is not a terminal here (as in `s3k train ... 2> log`): no tqdm redraws, and no
+    # val_mm field without a validation set.
+    train(_tiny_cfg(steps=8, log_every=1), tiny_data, tmp_path / "run", progress_bar=True)
+    err = capsys.readouterr().err
+    assert "\r" not in err and "val_mm" not in err and len(err) < 300, err

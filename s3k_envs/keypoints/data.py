@@ -67,6 +67,7 @@ import torch
 from torch.utils.data import Dataset
 
 from s3k_envs.atomic import TMP_SUFFIX, atomic_open, atomic_write_text, is_temporary
+from s3k_envs.progress import Progress
 
 FORMAT = "s3k-dataset"
 FORMAT_VERSION = 1
@@ -1198,7 +1199,7 @@ def generate_dataset(
             generate, since starting a worker costs ~3 s); the bytes do not depend on it.
         shard_size: samples per shard file.
         overwrite: replace an existing dataset (complete or not) with other parameters.
-        progress: show a tqdm progress bar (stderr).
+        progress: show progress on stderr (a bar in a terminal, else a line a minute).
         command: command line recorded in the manifest's ``created_with``.
         compress: deflate the shards (about 5x smaller at 128 px, but ~10x slower to load
             and not memory-mapped); not a content parameter, the arrays are the same.
@@ -1308,8 +1309,6 @@ def _prepare_directory(root: Path, params: GenerationParams, overwrite: bool,
 def _generate(root: Path, params: GenerationParams, generator: SampleGenerator,
               workers: int | None, progress: bool, command: str | None, compress: bool
               ) -> Path:
-    from tqdm import tqdm
-
     import s3k_envs
 
     manifest = _plan_manifest(params, generator, command)
@@ -1324,8 +1323,8 @@ def _generate(root: Path, params: GenerationParams, generator: SampleGenerator,
             if not ((root / s["file"]).is_file() and _shard_ok(root / s["file"], s, manifest))]
     done = params.num_samples - sum(s["count"] for s in pending)
     c, k = generator.num_cameras, len(generator.keypoint_names)
-    bar = tqdm(total=params.num_samples, initial=done, unit="sample", disable=not progress,
-               desc=f"{params.env_id} -> {root.name}", dynamic_ncols=True, smoothing=0.1)
+    bar = Progress(params.num_samples, f"{params.env_id} -> {root.name}", unit="sample",
+                   initial=done, enabled=progress, smoothing=0.1)
     missing = params.num_samples - done
     workers = _default_workers(missing) if workers is None else workers
     tasks = _tasks(pending, workers)

@@ -42,14 +42,12 @@ command resumes from the last one (so a ``kill -9`` loses at most that many step
 from __future__ import annotations
 
 import argparse
-import csv
 import dataclasses
 import json
 import math
 import os
 import random
 import sys
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,7 +56,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from s3k_envs.atomic import atomic_open
+from s3k_envs.atomic import atomic_write_text
 from s3k_envs.keypoints.augment import AugmentConfig, augment_views
 from s3k_envs.keypoints.evaluate import evaluate, model_predict_fn
 from s3k_envs.keypoints.heatmaps import log_spatial_softmax, windowed_moments
@@ -77,6 +75,7 @@ from s3k_envs.keypoints.model import (
     save_checkpoint,
     validate_checkpoint,
 )
+from s3k_envs.training import RunLog, TrainingLoop, resume_config
 
 STATE_FORMAT = "s3k-train-state"
 STATE_VERSION = 1
@@ -287,64 +286,6 @@ def _set_rng_state(state: Mapping[str, Any], np_rng: np.random.Generator,
     random.setstate((py[0], tuple(py[1]), py[2]))
 
 
-class RunLog:
-    """CSV (+ TensorBoard when installed) log of a training run that survives resumption:
-    on resume, rows after ``resume_step`` (written after the last checkpoint) are dropped.
-
-    Args:
-        out: run directory (``log.csv`` and ``tb/`` go there).
-        columns: CSV columns; ``step`` must be one of them.
-        resume_step: step of the checkpoint being resumed, or None for a fresh run.
-        use_tensorboard: also write TensorBoard scalars.
-    """
-
-    def __init__(self, out: Path, columns: Sequence[str], resume_step: int | None,
-                 use_tensorboard: bool = True) -> None:
-        self.columns = tuple(columns)
-        self.path = out / "log.csv"
-        rows: list[dict[str, str]] = []
-        if resume_step is not None and self.path.exists():
-            with open(self.path, newline="") as f:
-                rows = [r for r in csv.DictReader(f) if int(r["step"]) <= resume_step]
-        with atomic_open(self.path, "w", newline="") as f:
-            writer = csv.DictWriter(f, self.columns)
-            writer.writeheader()
-            writer.writerows({k: r.get(k, "") for k in self.columns} for r in rows)
-        self.file = open(self.path, "a", newline="")
-        self.writer = csv.DictWriter(self.file, self.columns)
-        self.tb: Any = None
-        if use_tensorboard:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-
-                self.tb = SummaryWriter(str(out / "tb"))
-            except ImportError:
-                print("note: tensorboard is not installed; logging to log.csv only",
-                      file=sys.stderr)
-
-    def write(self, row: Mapping[str, Any]) -> None:
-        """Append one row (missing columns empty; non-finite floats empty)."""
-        self.writer.writerow({k: _fmt(row.get(k)) for k in self.columns})
-        self.file.flush()
-        if self.tb is not None:
-            for k, v in row.items():
-                if k != "step" and isinstance(v, (int, float)) and math.isfinite(v):
-                    self.tb.add_scalar(k, v, int(row["step"]))
-
-    def close(self) -> None:
-        self.file.close()
-        if self.tb is not None:
-            self.tb.close()
-
-
-def _fmt(v: Any) -> Any:
-    if v is None:
-        return ""
-    if isinstance(v, float):
-        return f"{v:.6g}" if math.isfinite(v) else ""
-    return v
-
-
 # ------------------------------------------------------------------------------ training
 
 
@@ -371,13 +312,11 @@ def train(
         val: optional ``load_arrays`` dict with labelled samples for validation.
         keypoint_names: K names (default ``kp0..``).
         env_id: stored in the checkpoint config.
-        progress_bar: show a tqdm bar.
+        progress_bar: show progress on stderr (a bar in a terminal, else a line a minute).
         sources: names of the datasets for error messages / the summary.
         stop_at_step: stop (and checkpoint) at this step as if interrupted; a later call
             resumes (the learning-rate schedule still follows ``cfg.steps``).
     """
-    from tqdm import tqdm
-
     sources = dict(sources or {})
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -397,15 +336,9 @@ def train(
         if state.get("format_version") != STATE_VERSION:
             raise ValueError(f"{state_path}: format_version {state.get('format_version')!r} "
                              f"is not supported (expected {STATE_VERSION})")
-        saved = TrainConfig(**json.loads(state["train_config"]))
         # Budget and bookkeeping may change on resume; the method may not.
-        for name in _RESUME_MAY_CHANGE:
-            setattr(saved, name, getattr(cfg, name))
-        changed = [k for k, v in saved.to_dict().items() if cfg.to_dict()[k] != v]
-        if changed:
-            print(f"note: resuming {out} with its saved settings; ignoring the new values of "
-                  f"{changed}")
-        cfg = saved
+        cfg = resume_config(TrainConfig(**json.loads(state["train_config"])), cfg,
+                            _RESUME_MAY_CHANGE, out)
 
     lab = labelled_frames(labelled, sources.get("labelled", "labelled data"))
     unl = unlabelled_frames(labelled, unlabelled, only_unlabelled=[True, False])
@@ -450,28 +383,24 @@ def train(
         sup_px_ema = state["sup_px_ema"]
         unsup_on_at = state["unsup_on_at"]
         best = float(state["best_val_mm"])
-        print(f"resuming {out} from step {step} ({elapsed0 / 60:.1f} min done)")
-    (out / "train_config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
+        print(f"resuming {out} from step {step} ({elapsed0 / 60:.1f} min done)",
+              file=sys.stderr)
+    atomic_write_text(out / "train_config.json", json.dumps(cfg.to_dict(), indent=2) + "\n")
     log = RunLog(out, LOG_COLUMNS, step if state is not None else None)
     model.train()
     aug = cfg.augment()
     gate = cfg.gate()
-    budget = cfg.minutes * 60.0 if cfg.minutes else math.inf
     ubatch = cfg.unlabelled_batch or cfg.batch
     image_size = (height, width)
-    # "cpu" counts the CPU time of this process (all its threads): a budget that does not
-    # shrink when other programs share the machine.
-    clock = time.monotonic if cfg.clock == "wall" else time.process_time
-    t0 = clock()
-    wall0 = time.monotonic()
     sums: dict[str, float] = {}
     last_val: dict[str, Any] = {}
-
-    def elapsed() -> float:
-        return elapsed0 + clock() - t0
-
-    def run_progress() -> float:
-        return max(step / max(cfg.steps, 1), elapsed() / budget)
+    # The progress display counts whichever limit ends the run first: steps, or seconds.
+    loop = TrainingLoop(cfg.steps, cfg.minutes, cfg.clock, step=step, elapsed_s=elapsed0,
+                        stop_at_step=stop_at_step, log_every=cfg.log_every,
+                        checkpoint_every=cfg.checkpoint_every,
+                        val_every=cfg.val_every if val is not None else None,
+                        progress_bar=progress_bar, desc="s3k train",
+                        time_bar_steps_per_minute=600)
 
     def save_state() -> None:
         ckpt = checkpoint_dict(model, mcfg)
@@ -481,8 +410,8 @@ def train(
                 "format_version": STATE_VERSION,
                 "checkpoint": ckpt,
                 "optimizer": optimizer.state_dict(),
-                "step": step,
-                "elapsed_s": elapsed(),
+                "step": loop.step,
+                "elapsed_s": loop.elapsed(),
                 "rng": _rng_state(np_rng, gen),
                 "train_config": json.dumps(cfg.to_dict()),
                 "sup_px_ema": sup_px_ema,
@@ -506,21 +435,9 @@ def train(
             save_checkpoint(out / "best.pt", model, mcfg)
         return row
 
-    # The bar counts whichever limit ends the run first: steps, or seconds of the budget.
-    by_time = math.isfinite(budget) and budget / 60.0 * 600 < cfg.steps - step
-    if by_time:
-        bar = tqdm(total=round(budget), initial=min(round(elapsed0), round(budget)),
-                   unit=f"{cfg.clock} s", disable=not progress_bar, dynamic_ncols=True,
-                   desc="s3k train", bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} {unit} "
-                   "[{elapsed}<{remaining}{postfix}]")
-    else:
-        bar = tqdm(total=cfg.steps, initial=step, disable=not progress_bar, dynamic_ncols=True,
-                   desc="s3k train")
-    interrupted = False
-    try:
-        while (step < cfg.steps and elapsed() < budget
-               and (stop_at_step is None or step < stop_at_step)):
-            prog = run_progress()
+    with loop:
+        while loop.running():
+            prog = loop.progress()
             lr = learning_rate(cfg, prog)
             for group in optimizer.param_groups:
                 group["lr"] = lr
@@ -568,64 +485,54 @@ def train(
                 px = float(err2.mean().sqrt()) if err2.numel() else float("nan")
             if math.isfinite(px):
                 sup_px_ema = px if sup_px_ema is None else 0.95 * sup_px_ema + 0.05 * px
-            step += 1
             for k, v in (("loss", loss.item()), ("sup", l_sup.item()),
                          ("unsup", l_unsup.item()), ("l2", l2.item()), ("train_px", px),
                          ("unsup_frac", unsup_frac)):
                 if math.isfinite(v):
                     sums[k] = sums.get(k, 0.0) + v
                     sums[k + "#"] = sums.get(k + "#", 0.0) + 1
-            if by_time:
-                bar.update(min(elapsed(), budget) - bar.n)
-            else:
-                bar.update(1)
-            do_val = val is not None and (step % cfg.val_every == 0)
-            if do_val:
+            due = loop.advance()
+            if due.validate:
                 last_val = validate()
-            if step % cfg.log_every == 0 or do_val:
-                row: dict[str, Any] = {"step": step, "elapsed_s": elapsed(), "lr": lr,
-                                       "alpha": alpha_t}
+            if due.log or due.validate:
+                row: dict[str, Any] = {"step": loop.step, "elapsed_s": loop.elapsed(),
+                                       "lr": lr, "alpha": alpha_t}
                 for k in ("loss", "sup", "unsup", "l2", "train_px", "unsup_frac"):
                     n = sums.get(k + "#", 0.0)
                     row[k] = sums.get(k, 0.0) / n if n else None
                 sums = {}
-                if do_val:
+                if due.validate:
                     row.update(last_val)
                 log.write(row)
-                bar.set_postfix(step=step,
-                                loss=f"{row['loss']:.3f}" if row["loss"] is not None else "-",
-                                px=f"{sup_px_ema:.2f}" if sup_px_ema is not None else "-",
-                                val_mm=f"{last_val.get('val_median_mm', float('nan')):.1f}")
-            if step % cfg.checkpoint_every == 0:
+                val_mm = last_val.get("val_median_mm")
+                loop.show(step=loop.step,
+                          loss=f"{row['loss']:.3f}" if row["loss"] is not None else "-",
+                          px=f"{sup_px_ema:.2f}" if sup_px_ema is not None else "-",
+                          val_mm=f"{val_mm:.1f}" if val_mm is not None else None)
+            if due.checkpoint:
                 save_state()
-    except KeyboardInterrupt:
-        interrupted = True
-        print(f"\ninterrupted at step {step}; saving a checkpoint to resume from")
-    finally:
-        bar.close()
-    start_step = state["step"] if state is not None else 0
-    if not interrupted and val is not None and step > start_step and step % cfg.val_every:
+    if loop.needs_final_validation():
         last_val = validate()
-        log.write({"step": step, "elapsed_s": elapsed(), **last_val})
+        log.write({"step": loop.step, "elapsed_s": loop.elapsed(), **last_val})
     save_state()
     log.close()
     summary = {
-        "steps": step,
-        "elapsed_s": elapsed(),
-        "steps_per_s": (step - start_step) / max(elapsed() - elapsed0, 1e-9),
+        "steps": loop.step,
+        "elapsed_s": loop.elapsed(),
+        "steps_per_s": loop.steps_per_s(),
         "clock": cfg.clock,
-        "wall_s_this_call": time.monotonic() - wall0,
+        "wall_s_this_call": loop.wall_s_this_call(),
         "unsup_on_at_progress": unsup_on_at,
         "train_px_ema": sup_px_ema,
         "num_labelled": len(lab),
         "num_unlabelled": 0 if unl is None else len(unl),
         "best_val_median_mm": best if math.isfinite(best) else None,
         "final_val": last_val,
-        "interrupted": interrupted,
+        "interrupted": loop.interrupted,
         "sources": sources,
         "config": cfg.to_dict(),
     }
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    atomic_write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
     return summary
 
 
