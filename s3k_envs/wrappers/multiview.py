@@ -31,7 +31,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from s3k_envs.visibility import keypoint_visibility
+from s3k_envs.visibility import attached_bodies, keypoint_visibility, same_object_bodies
 
 if TYPE_CHECKING:
     import mujoco
@@ -256,7 +256,9 @@ class MultiViewCameras(gym.Wrapper, gym.utils.RecordConstructorArgs):
         ``keypoints`` ``(K, 3)`` float32 world m; ``keypoints_2d`` ``(C, K, 2)`` float32 px
         (``(u, v)``, top-left corner origin); ``keypoints_visible`` ``(C, K)`` bool: in front
         of the camera, inside the image and not occluded (a ray from the camera centre meets
-        no rendered geom of another body more than ``occlusion_tolerance`` before it).
+        no rendered geom of another body more than ``occlusion_tolerance`` before it; the
+        geoms of the keypoint's own body, its parent and its children, and geoms of the same
+        articulated object that contain the point, never hide it: ``s3k_envs.visibility``).
         The keypoint order is :attr:`keypoint_names` (``env.get_wrapper_attr
         ("keypoint_names")``).
 
@@ -376,7 +378,12 @@ class MultiViewCameras(gym.Wrapper, gym.utils.RecordConstructorArgs):
         self.fast_render = bool(fast_render)
         self.occlusion_tolerance = float(occlusion_tolerance)
         self.keypoint_sources = resolve_keypoints(model, keypoints)
-        self._own_bodies = [s.own_body for s in self.keypoint_sources]
+        # A body-origin keypoint usually sits on a joint inside the parent link's end cap:
+        # the geoms of its body, parent and children never hide it (s3k_envs.visibility).
+        self._own_bodies = [attached_bodies(model.body_parentid, s.own_body)
+                            for s in self.keypoint_sources]
+        self._containing_bodies = [same_object_bodies(model.body_rootid, s.own_body)
+                                   for s in self.keypoint_sources]
 
         c, h, w = self.num_cameras, self.height, self.width
         inf = np.inf
@@ -563,13 +570,14 @@ class MultiViewCameras(gym.Wrapper, gym.utils.RecordConstructorArgs):
         Returns:
             ``(C, K)`` bool: in front of the camera (beyond the near plane), inside the image,
             and the first rendered geom a ray from the camera centre towards the point meets
-            (the keypoint's own body excluded) is not more than ``occlusion_tolerance``
-            before it.
+            is not more than ``occlusion_tolerance`` before it — not counting geoms of the
+            keypoint's own, parent and child bodies, nor geoms of the same articulated
+            object that contain the point.
         """
-        own = [frozenset((b,)) if b >= 0 else frozenset() for b in self._own_bodies]
         return keypoint_visibility(self.model, self.data, keypoints, uv, depth, self._centres,
-                                   (self.width, self.height), own, self.occlusion_tolerance,
-                                   self._geomgroup)
+                                   (self.width, self.height), self._own_bodies,
+                                   self.occlusion_tolerance, self._geomgroup,
+                                   self._containing_bodies)
 
 
 # ---------------------------------------------------------------------------- registration
