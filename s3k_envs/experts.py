@@ -257,6 +257,127 @@ def make_expert(env: gym.Env) -> Callable[[dict[str, np.ndarray], dict[str, Any]
     ``plug_tip``, ``plug_base``, ``socket``), ``ReachKeypointController`` otherwise. The
     returned object has ``reset()`` and maps ``(obs, info)`` to a ``(6,)`` action."""
     names = set(env.unwrapped.keypoint_names)
+    if hasattr(env.unwrapped, "goal_pose"):  # S3K-BoxPush-v0
+        return BoxPushExpert(env)
     if {"plug_tip", "plug_base", "socket"} <= names:
         return CableInsertExpert(env)
     return ReachKeypointController(env)
+
+
+class BoxPushExpert:
+    """Scripted pusher for S3K-BoxPush-v0 from the true box and goal poses in ``info``
+    (``box_pose``, ``goal_pose``: x m, y m, yaw rad) and ``obs["gripper_pos"]``.
+
+    Each step it picks a push direction ``n``: towards the goal centre while the centre is
+    more than ``position_tolerance`` away, else across the box's long side (to turn it).
+    The contact point is behind the box along ``n``, offset sideways by an amount that grows
+    with the yaw error, so pushing also turns the box towards the goal yaw (a force ``n``
+    applied ``b`` to the left of the centre line turns the box by ``-b``). The pusher
+    goes to a pre-push point behind the box — around the box, on a circle that keeps it
+    clear, when the straight path would hit it — then pushes along ``n`` by a fraction
+    ``gain`` of the remaining distance per step, correcting sideways drift.
+
+    Args:
+        env: a (wrapped) BoxPush env; reads its speed, control rate and success tolerances.
+        gain: fraction of the remaining centre error pushed per control step.
+    """
+
+    #: Box half extents (m) and the pusher's reach from its tool centre point (m, x and y).
+    _BOX_HALF = np.array([0.0995, 0.0525])
+    _PUSHER_RADIUS = 0.03  # m: finger reach 27 mm + margin
+    _PUSHER_HALF = np.array([0.008, 0.027])  # m: pusher extent along world x and y
+    _CLEAR_RADIUS = 0.16  # m: a pusher this far from the box centre never touches it
+
+    def __init__(self, env: gym.Env, gain: float = 0.6) -> None:
+        base = env.unwrapped
+        if not hasattr(base, "goal_pose"):
+            raise ValueError(f"BoxPushExpert needs a BoxPush env (with a goal pose), got "
+                             f"{type(base).__name__}")
+        self.gain = gain
+        self.hz = float(base.options["control_hz"])
+        self.max_lin = float(base.options["max_linear_speed"])
+        self.position_tolerance = 0.5 * float(base.options["success_position"])
+        self.angle_tolerance = 0.5 * float(base.options["success_angle"])
+
+    def reset(self) -> None:
+        """No internal state (kept for the common expert interface)."""
+
+    def _support(self, yaw: float, n: np.ndarray) -> float:
+        """Extent (m) of the box from its centre along the unit direction ``n`` (2,)."""
+        c, s = math.cos(yaw), math.sin(yaw)
+        ax, ay = np.array([c, s]), np.array([-s, c])
+        return float(abs(n @ ax) * self._BOX_HALF[0] + abs(n @ ay) * self._BOX_HALF[1])
+
+    def _face_distance(self, box: np.ndarray, point: np.ndarray, direction: np.ndarray
+                       ) -> float:
+        """Distance (m) from ``point`` (2,), inside the box, along the unit ``direction`` (2,)
+        to the box's boundary."""
+        c, s = math.cos(box[2]), math.sin(box[2])
+        rot = np.array([[c, s], [-s, c]])  # world -> box frame
+        p, d = rot @ (point - box[:2]), rot @ direction
+        with np.errstate(divide="ignore"):
+            t = np.where(np.abs(d) > 1e-9, (np.sign(d) * self._BOX_HALF - p) / d, np.inf)
+        return float(max(0.0, t.min()))
+
+    def _hits_box(self, box: np.ndarray, start: np.ndarray, end: np.ndarray) -> bool:
+        """Whether the straight path ``start -> end`` (2,) m brings the pusher (a disk of
+        radius ``_PUSHER_RADIUS``) into the box at pose ``box`` (3,)."""
+        c, s = math.cos(box[2]), math.sin(box[2])
+        rot = np.array([[c, s], [-s, c]])  # world -> box frame
+        pts = start + np.linspace(0.0, 1.0, 25)[:, None] * (end - start)
+        local = np.abs((pts - box[:2]) @ rot.T)
+        inside = np.all(local < self._BOX_HALF + self._PUSHER_RADIUS, axis=1)
+        return bool(inside.any())
+
+    def __call__(self, obs: dict[str, np.ndarray], info: dict[str, Any]) -> np.ndarray:
+        box = np.asarray(info["box_pose"], dtype=np.float64)
+        goal = np.asarray(info["goal_pose"], dtype=np.float64)
+        pos = np.asarray(obs["gripper_pos"], dtype=np.float64)[:2]
+        err = goal[:2] - box[:2]
+        dist = float(np.linalg.norm(err))
+        yaw_err = _wrap(float(goal[2] - box[2]))
+        if dist > self.position_tolerance:
+            n = err / dist
+            travel = dist
+        elif abs(yaw_err) > self.angle_tolerance:
+            # Turn: push across the long side nearest the pusher, well off-centre.
+            c, s = math.cos(box[2]), math.sin(box[2])
+            ay = np.array([-s, c])
+            n = -ay if (pos - box[:2]) @ ay > 0 else ay
+            travel = 0.03
+        else:
+            return np.zeros(6, dtype=np.float32)
+        perp = np.array([-n[1], n[0]])  # n turned 90 deg counter-clockwise
+        # Off-centre contact turns the box: b to the left of the line turns it by -b.
+        lever = 0.12 if dist > self.position_tolerance else 1.0
+        offset = float(np.clip(-lever * yaw_err, -0.06, 0.06))
+        reach = self._support(box[2], n)
+        line_point = box[:2] + offset * perp
+        rel = pos - line_point
+        along, lateral = float(rel @ n), float(rel @ perp)
+        if -(reach + 0.07) < along < -0.02 and abs(lateral) < 0.015:  # behind it: push
+            # Close the gap to the box face on the push line, then push gain * travel.
+            face = self._face_distance(box, line_point, -n)
+            finger = abs(n[0]) * self._PUSHER_HALF[0] + abs(n[1]) * self._PUSHER_HALF[1]
+            gap = max(0.0, -along - face - finger)
+            target = pos + n * min(gap + self.gain * travel, 0.05) - perp * lateral
+        elif self._hits_box(box, pos, pos):  # touching it but not behind it: back off
+            away = pos - box[:2]
+            target = pos + 0.04 * away / max(float(np.linalg.norm(away)), 1e-9)
+        else:  # go to the pre-push point, around the box if the straight path hits it
+            target = line_point - n * (reach + 0.045)
+            if self._hits_box(box, pos, target):
+                rel_box = pos - box[:2]
+                ang_now = math.atan2(rel_box[1], rel_box[0])
+                rel_pre = target - box[:2]
+                turn = _wrap(math.atan2(rel_pre[1], rel_pre[0]) - ang_now)
+                ang = ang_now + math.copysign(min(abs(turn), 0.8), turn)
+                radius = max(self._CLEAR_RADIUS, float(np.linalg.norm(rel_box)))
+                target = box[:2] + radius * np.array([math.cos(ang), math.sin(ang)])
+        vel = (target - pos) * self.hz
+        speed = float(np.linalg.norm(vel))
+        if speed > self.max_lin:
+            vel *= self.max_lin / speed
+        action = np.zeros(6)
+        action[:2] = vel / self.max_lin
+        return np.clip(action, -1.0, 1.0).astype(np.float32)

@@ -30,6 +30,7 @@ ENV_SPECS: dict[str, tuple[str, int]] = {
     "S3K-BoxDistractors-v0": ("s3k_envs.envs.distractors:BoxDistractorsEnv", 50),
     "S3K-CableInsert-v0": ("s3k_envs.envs.cable:CableInsertEnv", 40),
     "S3K-Shoes-v0": ("s3k_envs.envs.shoes:ShoesEnv", 50),
+    "S3K-BoxPush-v0": ("s3k_envs.envs.box_push:BoxPushEnv", 60),
 }
 
 #: Values of the ``obs_mode`` option.
@@ -118,12 +119,14 @@ FACTORY_NAMES: dict[str, str] = {
     "S3K-BoxDistractors-v0": "make_box_distractors",
     "S3K-CableInsert-v0": "make_cable_insert",
     "S3K-Shoes-v0": "make_shoes",
+    "S3K-BoxPush-v0": "make_box_push",
 }
 
 make_box = EnvFactory("S3K-Box-v0")
 make_box_distractors = EnvFactory("S3K-BoxDistractors-v0")
 make_cable_insert = EnvFactory("S3K-CableInsert-v0")
 make_shoes = EnvFactory("S3K-Shoes-v0")
+make_box_push = EnvFactory("S3K-BoxPush-v0")
 
 
 def register_envs() -> None:
