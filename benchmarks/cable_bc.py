@@ -128,7 +128,7 @@ def plot(rows: Sequence[Mapping[str, Any]], path: Path) -> Path:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Fit and evaluate BC per arm and seed; returns the exit status."""
-    from agents.beta_vae import load_vae
+    from agents.beta_vae.model import load_vae
     from agents.ddpgfd import flatten_dict_observations
     from benchmarks import cable_rl
 

@@ -14,8 +14,8 @@ arm         observation (flattened to a Box, ``gymnasium.spaces.flatten`` order)
             ``gripper_quat (4,)``, ``gripper_linvel (3,)`` m/s, ``gripper_angvel (3,)``
             rad/s -> 22 numbers
 ``vae``     the beta-VAE latent mean ``(10,)`` of the 4 views
-            (:class:`~agents.beta_vae.VAEObservation`, trained here on unlabelled frames of
-            the same rig) + the same gripper pose and velocity -> 23 numbers
+            (:class:`~agents.beta_vae.observation.VAEObservation`, trained here on unlabelled
+            frames of the same rig) + the same gripper pose and velocity -> 23 numbers
 ``gt``      (optional upper bound) the ground-truth keypoints ``(3, 3)`` m + gripper pose
             and velocity -> 22 numbers; privileged
 ==========  ===========================================================================
@@ -61,9 +61,10 @@ Pipeline, every step cached under ``WORK = --work-dir/<profile>`` (default
    (``s3k_envs.keypoints.data.generate_dataset``, ``rollout_steps`` / ``rollout_noise`` as the
    shipped cable checkpoint's data: 25 / 0.2; the env made with
    ``terminate_on_success=False`` like the arms' envs), ``WORK/vae_frames``; training with
-   :func:`agents.beta_vae.train_vae` for a CPU-time budget (``WORK/vae``, resumable), unless
+   :func:`agents.beta_vae.training.train_vae` for a CPU-time budget (``WORK/vae``,
+   resumable), unless
    ``--vae-checkpoint`` is given; a linear probe (latent mean -> true keypoints, mm,
-   :func:`agents.beta_vae.linear_probe`) on a separate labelled set of the same rig
+   :func:`agents.beta_vae.probe.linear_probe`) on a separate labelled set of the same rig
    (``WORK/probe_frames``), next to the S3K keypoint model's error on the same test samples.
 3. **Training**: ``DDPGfD`` per arm and seed for ``--steps`` env steps
    (``WORK/runs/<arm>/seed_<s>/``): every finished training episode goes to
@@ -106,7 +107,7 @@ full       51      2000   300     30 min  64 / def.  5       40000  50     2000
 =========  ======  =====  ======  ======  =========  ======  =====  =====  ==========
 
 (VAE budget in CPU minutes of this process, ``clock="cpu"``; "def." = the
-:class:`~agents.beta_vae.VAETrainConfig` defaults.) Every profile uses the same DDPGfD
+:class:`~agents.beta_vae.training.VAETrainConfig` defaults.) Every profile uses the same DDPGfD
 settings: the module defaults of :class:`~agents.ddpgfd.DDPGfD` (demo fraction 0.25,
 5-step returns, BC weight 1 with the Q-filter, L2 1e-5, lr 1e-3, batch 256, gamma 0.99),
 MLPs of 256 x 256, Gaussian exploration noise 0.1, all stored transitions kept. Both arms run
@@ -165,7 +166,10 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.noise import NormalActionNoise
 
 import s3k_envs  # noqa: F401  (registers the S3K envs)
-from agents.beta_vae import BetaVAE, VAEObservation, linear_probe, load_vae, train_vae
+from agents.beta_vae.model import BetaVAE, load_vae
+from agents.beta_vae.observation import VAEObservation
+from agents.beta_vae.probe import linear_probe
+from agents.beta_vae.training import train_vae
 from agents.ddpgfd import DDPGfD, DemoEpisode, episodes_from_recording, flatten_dict_observations
 from benchmarks import common
 from s3k_envs.atomic import atomic_directory, atomic_open, atomic_path
@@ -754,7 +758,7 @@ def stage_datasets(cfg: Config, work: Path) -> tuple[Path | None, Path]:
 
 
 def vae_train_options(cfg: Config) -> dict[str, Any]:
-    """Keyword arguments of :func:`agents.beta_vae.train_vae` for this configuration."""
+    """Keyword arguments of :func:`agents.beta_vae.training.train_vae` for this configuration."""
     return {"minutes": cfg.vae_minutes, "clock": "cpu", "beta": 1.0, "batch": cfg.vae_batch,
             "seed": 0, "threads": cfg.threads, "image_size": cfg.vae_image_size,
             "steps": cfg.vae_steps, **cfg.vae_arch}

@@ -1,5 +1,5 @@
 """The budgeted, resumable training loop shared by the keypoint trainer (``s3k train``,
-:mod:`s3k_envs.keypoints.train`) and the beta-VAE trainer (``agents.beta_vae``).
+:mod:`s3k_envs.keypoints.train`) and the beta-VAE trainer (``agents.beta_vae.training``).
 
 A run stops at ``steps`` optimiser steps or after ``minutes`` of its clock, whichever comes
 first: ``"wall"`` (wall-clock time) or ``"cpu"`` (this process's CPU time summed over its

@@ -1,4 +1,4 @@
-"""The beta-VAE baseline (agents/beta_vae.py): model, loss, training, checkpoints, probe, wrapper.
+"""The beta-VAE baseline (agents/beta_vae/): model, loss, training, checkpoints, probe, wrapper.
 
 Everything runs on tiny models (32 px, a few channels) and one tiny generated dataset (8
 labelled S3K-Box-v0 samples at 32 px) with one torch thread.
@@ -19,23 +19,21 @@ import pytest
 import torch
 from gymnasium.utils.env_checker import check_env
 
-from agents.beta_vae import (
+from agents.beta_vae.cli import main
+from agents.beta_vae.frames import evaluate_frames, load_frames
+from agents.beta_vae.model import (
     BetaVAE,
     VAECheckpointError,
     VAEConfig,
-    VAEObservation,
     active_units,
-    evaluate_frames,
-    fit_ridge,
-    linear_probe,
-    load_frames,
     load_vae,
-    main,
     resize_views,
     save_vae,
-    train_vae,
     vae_loss,
 )
+from agents.beta_vae.observation import VAEObservation
+from agents.beta_vae.probe import fit_ridge, linear_probe
+from agents.beta_vae.training import train_vae
 from s3k_envs.keypoints.data import generate_dataset
 
 SIZE = 32
@@ -338,7 +336,7 @@ def test_async_vector_env(tmp_path: Path) -> None:
 
     # Not "fork": llvmpipe's threads do not survive it (see KeypointObservation).
     multiprocessing.get_context("forkserver").set_forkserver_preload(
-        ["agents.beta_vae", "s3k_envs.envs.box"])
+        ["agents.beta_vae.observation", "s3k_envs.envs.box"])
     venv = gym.vector.AsyncVectorEnv([make_from_path, make_from_object], context="forkserver")
     try:
         obs, info = venv.reset(seed=[0, 0])
