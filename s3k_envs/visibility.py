@@ -16,7 +16,7 @@ the parent link's geom (Reacher's elbow, Hopper's knee): counting only the own b
 called such a point hidden in every view, while a person (and MuJoCo's segmentation render)
 sees the arm right there. Agreement of the flag with the segmentation render on Gymnasium
 MuJoCo envs with keypoints at body origins rose from 7–47 % (own body only) to >= 95 %
-(``tests/test_visibility_rule.py``).
+(``tests/test_other_mujoco_envs.py``).
 """
 
 from __future__ import annotations

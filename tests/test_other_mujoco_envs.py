@@ -1,6 +1,7 @@
-"""``keypoints_visible`` of :class:`MultiViewCameras` agrees with what MuJoCo's segmentation
-render shows, on Gymnasium MuJoCo envs with keypoints at body origins (joints that sit
-inside the parent link's end cap), and the rule's parts on hand-made cases."""
+"""MultiViewCameras on other people's MuJoCo envs: ``keypoints_visible`` agrees with what
+MuJoCo's segmentation render shows (keypoints at body origins: joints that sit inside the
+parent link's end cap), the visibility rule's parts on hand-made cases, and automatic framing
+fills the views."""
 
 from __future__ import annotations
 
@@ -132,3 +133,66 @@ def test_point_in_geom_primitives() -> None:
     assert inside("cylinder", (3.09, 0, 0.19)) and not inside("cylinder", (3, 0, 0.21))
     assert inside("ellipsoid", (4, 0, 0.29)) and not inside("ellipsoid", (4.095, 0.0, 0.15))
     assert not inside("plane", (0, 0, -2))  # planes contain nothing
+
+
+# --------------------------------------------------------------------------- auto-framing
+FRAMED = {
+    "Reacher-v5": ["body:body0", "body:body1", "body:fingertip"],
+    "Pusher-v5": ["com:tips_arm", "body:object", "body:goal"],
+    "Hopper-v5": ["body:torso", "body:thigh", "body:leg", "body:foot"],
+}
+
+
+def framed_extent(env_id: str, framing: str, size: int = 64) -> tuple[float, float]:
+    """Mean over views and states of the keypoints' 2D bounding box's larger side as a
+    fraction of the image side, and the fraction of keypoints inside the image (6 resets
+    with seeds 100.. and up to 5 random actions each, no camera options)."""
+    env = MultiViewCameras(gym.make(env_id), keypoints=FRAMED[env_id], image_size=size,
+                           framing=framing)
+    env.action_space.seed(123)
+    extent, inside = [], []
+    try:
+        for seed in range(100, 106):
+            _, info = env.reset(seed=seed)
+            for step in range(6):
+                if step:
+                    _, _, terminated, truncated, info = env.step(env.action_space.sample())
+                    if terminated or truncated:
+                        break
+                uv = info["keypoints_2d"]
+                side = np.maximum(np.ptp(uv[..., 0], axis=1), np.ptp(uv[..., 1], axis=1))
+                extent.extend(side / size)
+                inside.extend(((uv >= 0) & (uv < size)).all(-1).ravel())
+    finally:
+        env.close()
+    return float(np.mean(extent)), float(np.mean(inside))
+
+
+@pytest.mark.parametrize("env_id", sorted(FRAMED))
+def test_auto_framing_fills_the_views(env_id: str) -> None:
+    """With no camera options the keypoints span >= 30 % of the image on average and stay in
+    it. Measured (128 px, 10 resets x 10 steps): Reacher 0.34, Pusher 0.48, Hopper 0.60
+    (``framing="model"``: 0.13, 0.41, 0.28)."""
+    extent, inside = framed_extent(env_id, "auto")
+    assert extent >= 0.30, extent
+    assert inside >= 0.98, inside
+
+
+def test_framing_is_deterministic_and_explicit_options_win() -> None:
+    a = MultiViewCameras(gym.make("Reacher-v5"), keypoints=["body:fingertip"], image_size=16)
+    b = MultiViewCameras(gym.make("Reacher-v5"), keypoints=["body:fingertip"], image_size=16,
+                         target=(0.0, 0.0, 0.0))
+    c = MultiViewCameras(gym.make("Reacher-v5"), keypoints=["body:fingertip"], image_size=16,
+                         framing="model")
+    try:
+        again = MultiViewCameras(gym.make("Reacher-v5"), keypoints=["body:fingertip"],
+                                 image_size=16)
+        assert again.framing == a.framing and a.framing is not None
+        again.close()
+        assert b.rig.target == (0.0, 0.0, 0.0) and b.rig.distance == a.framing.distance
+        assert c.framing is None
+        with pytest.raises(ValueError, match="framing"):
+            MultiViewCameras(gym.make("Reacher-v5"), framing="tight")
+    finally:
+        for env in (a, b, c):
+            env.close()

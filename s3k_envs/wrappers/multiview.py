@@ -45,6 +45,9 @@ KEYPOINT_KINDS = ("site", "body", "com", "geom")
 #: Keys the wrapper adds to the observation.
 CAMERA_KEYS = ("images", "intrinsics", "extrinsics")
 RANDOMIZE_MODES = ("reset", "once")
+#: ``framing``: ``"auto"`` sizes the rig on where the keypoints go (:mod:`s3k_envs.framing`),
+#: ``"model"`` on the model's own statistics (``model.stat.center`` / ``extent``).
+FRAMING_MODES = ("auto", "model")
 #: Render modes the wrapper advertises in its ``metadata`` (it renders the camera mosaic).
 RENDER_MODES = ("rgb_array",)
 _RIG_STREAM = 0x5C3D  # SeedSequence key of the rig's random stream (independent of the env's)
@@ -278,13 +281,12 @@ class MultiViewCameras(gym.Wrapper, gym.utils.RecordConstructorArgs):
             (frame origin), ``"com:NAME"`` (body centre of mass), ``"site:NAME"``,
             ``"geom:NAME"`` (geom centre), plain names (site, else body, else geom), or a
             mapping ``{keypoint name: spec}``. None: no keypoints (K = 0).
-        target: ``(3,)`` look-at point, m; default ``model.stat.center``.
-        distance: (min, max) camera-to-target distance, m; default ``(1.0, 1.4) *
-            model.stat.extent``.
+        target: ``(3,)`` look-at point, m; default: see ``framing``.
+        distance: (min, max) camera-to-target distance, m; default: see ``framing``.
         elevation: (min, max) angle above the horizontal, rad, within (-pi/2, pi/2).
         azimuth_jitter: max deviation from the even azimuth spacing, rad.
         lookat_jitter: max per-axis offset of each camera's look-at point, m; default
-            ``0.05 * model.stat.extent``.
+            10 % of the framed radius (``framing="auto"``) or ``0.05 * model.stat.extent``.
         fovy: (min, max) vertical field of view, rad.
         randomize: ``"reset"``: a new rig at every reset; ``"once"``: the rig of the first
             reset is kept. Either way the rig is a function of the reset seed.
@@ -293,6 +295,13 @@ class MultiViewCameras(gym.Wrapper, gym.utils.RecordConstructorArgs):
             restored at once): with software GL a Pusher-v5 step with 4 views of 128 px
             took 28 ms instead of 743 ms. False keeps the model's quality.
         occlusion_tolerance: m, see ``keypoints_visible``.
+        framing: how ``target`` / ``distance`` / ``lookat_jitter`` are chosen when not given.
+            ``"auto"`` (with keypoints): play 8 resets (seeds 0..7) of ``env`` with 20
+            random actions each, and frame where the keypoints went so that they fill ~80 %
+            of the narrower image side (:mod:`s3k_envs.framing`; the result is
+            :attr:`framing`). It resets ``env`` at construction, so reset again before
+            use. ``"model"``, or no keypoints: ``model.stat.center`` and ``(1.0, 1.4) *
+            model.stat.extent`` (the whole scene, often far too wide).
 
     Raises:
         ValueError: an env without ``model`` / ``data``, unknown keypoint names, an
@@ -303,7 +312,7 @@ class MultiViewCameras(gym.Wrapper, gym.utils.RecordConstructorArgs):
     #: Options of the constructor (besides ``env``), for :func:`make_multiview`.
     OPTIONS: ClassVar[tuple[str, ...]] = (
         "num_cameras", "image_size", "keypoints", "target", "distance", "elevation",
-        "azimuth_jitter", "lookat_jitter", "fovy", "randomize", "fast_render",
+        "azimuth_jitter", "lookat_jitter", "fovy", "randomize", "fast_render", "framing",
         "occlusion_tolerance",
     )
 
@@ -322,6 +331,7 @@ class MultiViewCameras(gym.Wrapper, gym.utils.RecordConstructorArgs):
         randomize: str = "reset",
         fast_render: bool = True,
         occlusion_tolerance: float = 3e-3,
+        framing: str = "auto",
     ) -> None:
         import mujoco
 
@@ -332,7 +342,7 @@ class MultiViewCameras(gym.Wrapper, gym.utils.RecordConstructorArgs):
             target=target, distance=distance, elevation=elevation,
             azimuth_jitter=azimuth_jitter, lookat_jitter=lookat_jitter, fovy=fovy,
             randomize=randomize, fast_render=fast_render,
-            occlusion_tolerance=occlusion_tolerance,
+            occlusion_tolerance=occlusion_tolerance, framing=framing,
         )
         base = env.unwrapped
         model, data = getattr(base, "model", None), getattr(base, "data", None)
@@ -361,14 +371,29 @@ class MultiViewCameras(gym.Wrapper, gym.utils.RecordConstructorArgs):
         if len(elev) != 2 or not (-math.pi / 2 < elev[0] <= elev[1] < math.pi / 2):
             raise ValueError(f"elevation: expected (min, max) rad with -pi/2 < min <= max < "
                              f"pi/2, got {elevation!r}")
+        if framing not in FRAMING_MODES:
+            raise ValueError(f"framing: expected one of {list(FRAMING_MODES)}, got {framing!r}")
+        self.height, self.width = _image_size(image_size)
+        self.keypoint_sources = resolve_keypoints(model, keypoints)
         extent = float(model.stat.extent)
+        self.framing = None
+        if framing == "auto" and self.keypoint_sources and (target is None or distance is None):
+            from s3k_envs.framing import frame_keypoints, sample_keypoints
+
+            points = sample_keypoints(env, lambda: keypoint_positions(data,
+                                                                      self.keypoint_sources))
+            self.framing = frame_keypoints(points, tuple(fovy), self.width / self.height,
+                                           min_radius=0.05 * extent)
+            target = self.framing.target if target is None else target
+            distance = self.framing.distance if distance is None else distance
+            if lookat_jitter is None:
+                lookat_jitter = self.framing.lookat_jitter
         if target is None:
             target = tuple(float(v) for v in model.stat.center)
         if distance is None:
             distance = (1.0 * extent, 1.4 * extent)
         if lookat_jitter is None:
             lookat_jitter = 0.05 * extent
-        self.height, self.width = _image_size(image_size)
         self.rig = CameraRig(target=tuple(target), num_cameras=num_cameras,
                              distance=tuple(distance), elevation=elev,
                              azimuth_jitter=azimuth_jitter, lookat_jitter=lookat_jitter,
@@ -377,7 +402,6 @@ class MultiViewCameras(gym.Wrapper, gym.utils.RecordConstructorArgs):
         self.randomize = randomize
         self.fast_render = bool(fast_render)
         self.occlusion_tolerance = float(occlusion_tolerance)
-        self.keypoint_sources = resolve_keypoints(model, keypoints)
         # A body-origin keypoint usually sits on a joint inside the parent link's end cap:
         # the geoms of its body, parent and children never hide it (s3k_envs.visibility).
         self._own_bodies = [attached_bodies(model.body_parentid, s.own_body)
