@@ -1,0 +1,271 @@
+"""Training-loop throughput on S3K-CableInsert-v0: agent steps/s per arm (env step + one update).
+
+One *agent step* is what an RL training loop does per env step at update-to-data ratio 1:
+the policy picks an action (:meth:`agents.rlpd.RLPD.act`), the env steps, the transition is
+stored, and the agent does one update round (one critic update + one actor and temperature
+update, batch 256, half demonstrations). One torch thread (``torch.set_num_threads(1)``), as
+the project's benchmarks run on the 2-core CPU box.
+
+Arms (observation the agent reads):
+
+==============  ================================================================================
+arm             env
+==============  ================================================================================
+``gt``          true keypoints + gripper state (``(22,)``,
+                :class:`benchmarks.cable_rlpd.CableStateObservation`), env made with
+                ``images=False``: nothing is rendered
+``gt_render``   the same observation on an env that renders 4 x 32 px views every step (what the
+                ``gt`` arm of ``benchmarks/cable_rl.py`` did: images nobody looks at)
+``kp``          the shipped S3K model's predicted keypoints from 4 x 128 px views
+                (:class:`~s3k_envs.wrappers.keypoints.KeypointObservation`, 1 torch thread) +
+                gripper state (a ``Dict`` observation, flattened by the agent)
+==============  ================================================================================
+
+Agents: ``rlpd_e2`` (:class:`~agents.rlpd.RLPD`, 2 LayerNorm critics: the CPU setting) and
+``rlpd_e10`` (RLPD's / REDQ's 10 critics, random pair for the target), MLPs 256 x 256.
+Besides the loop, each component is timed on its own (env step, ``act``, ``update``), and the
+update of Stable-Baselines3's SAC and TD3 (same batch 256, 256 x 256 MLPs, 2 critics) for
+comparison. Every figure is the median of ``--repeats`` runs of ``--steps`` agent steps after
+a warm-up; the load average of the machine before and after is recorded (the box is shared).
+
+Outputs (atomic) in ``--out`` (default ``benchmarks/results/``): ``rl_throughput.csv`` (one row
+per arm x agent: agent steps/s median/min/max, ms per env step / act / update),
+``rl_throughput_updates.csv`` (updates/s per learner incl. SB3), ``rl_throughput.json``
+(everything + machine info + command), ``rl_throughput.png``.
+
+Usage::
+
+    MUJOCO_GL=egl python -m benchmarks.rl_throughput [--steps 200] [--repeats 3]
+        [--arms gt gt_render kp] [--agents rlpd_e2 rlpd_e10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from agents.rlpd import RLPD, RLPDConfig
+from benchmarks import common
+from benchmarks.cable_rlpd import ENV_ID, GRIPPER_KEYS, make_env, record_demos
+
+RESULTS = Path(__file__).resolve().parent / "results"
+ARMS = ("gt", "gt_render", "kp")
+AGENTS = {"rlpd_e2": {"num_critics": 2, "num_min_critics": 2},
+          "rlpd_e10": {"num_critics": 10, "num_min_critics": 2}}
+#: Targets of issue 15 (agent steps/s on the project's 2-core box).
+TARGETS = {"gt": 80.0, "kp": 25.0}
+
+
+def make_arm(arm: str) -> gym.Env:
+    """The env of one arm (see the module docstring)."""
+    if arm == "gt":
+        return make_env(relative=False)
+    if arm == "gt_render":
+        return make_env(relative=False, images=True, image_size=32)
+    if arm == "kp":
+        from s3k_envs.checkpoints import default_checkpoint
+        from s3k_envs.wrappers.keypoints import KeypointObservation
+
+        base = gym.make(ENV_ID, image_size=128, disable_env_checker=True)
+        return KeypointObservation(base, default_checkpoint(ENV_ID), keep=GRIPPER_KEYS,
+                                   confidence=False, torch_threads=1)
+    raise ValueError(f"arm: expected one of {ARMS}, got {arm!r}")
+
+
+def demos_for(arm: str, env: gym.Env, world_demos: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Demonstrations in the arm's observation format. ``kp`` gets the true keypoints in
+    place of predictions (the throughput does not depend on their values)."""
+    if arm != "kp":
+        return world_demos
+    out = []
+    for ep in world_demos:
+        flat = ep["observations"]  # (T+1, 22): kp (9), gripper pos (3), quat (4), vel (6)
+        obs = {"keypoints": flat[:, :9].reshape(-1, 3, 3), "gripper_pos": flat[:, 9:12],
+               "gripper_quat": flat[:, 12:16], "gripper_linvel": flat[:, 16:19],
+               "gripper_angvel": flat[:, 19:22]}
+        space = env.observation_space
+        obs = {k: np.clip(obs[k], space[k].low, space[k].high).astype(np.float32)
+               for k in space.spaces}
+        out.append({**ep, "observations": obs})
+    return out
+
+
+def time_loop(env: gym.Env, agent: RLPD, steps: int, seed: int) -> dict[str, float]:
+    """Run ``steps`` agent steps (act, env step, observe, one update round); returns agent
+    steps/s and the mean ms of each part."""
+    obs, _ = env.reset(seed=seed)
+    parts = {"act": 0.0, "env": 0.0, "update": 0.0}
+    start = time.perf_counter()
+    for _ in range(steps):
+        t0 = time.perf_counter()
+        action = agent.act(obs)
+        t1 = time.perf_counter()
+        next_obs, reward, terminated, truncated, _ = env.step(action)
+        t2 = time.perf_counter()
+        agent.observe(obs, action, float(reward), next_obs, bool(terminated))
+        agent.update()
+        t3 = time.perf_counter()
+        parts["act"] += t1 - t0
+        parts["env"] += t2 - t1
+        parts["update"] += t3 - t2
+        obs = next_obs
+        if terminated or truncated:
+            t4 = time.perf_counter()
+            obs, _ = env.reset()
+            parts["env"] += time.perf_counter() - t4
+    total = time.perf_counter() - start
+    return {"agent_steps_per_s": steps / total,
+            **{f"{k}_ms": 1000 * v / steps for k, v in parts.items()}}
+
+
+def time_updates(update: Callable[[], Any], n: int) -> float:
+    """Updates per second of ``update`` (after 3 warm-up calls)."""
+    for _ in range(3):
+        update()
+    t = time.perf_counter()
+    for _ in range(n):
+        update()
+    return n / (time.perf_counter() - t)
+
+
+def sb3_updates_per_s(algo: str, n: int, obs_dim: int = 22, action_dim: int = 6) -> float:
+    """Stable-Baselines3 ``SAC`` / ``TD3`` gradient steps per second (batch 256, 256 x 256,
+    2 critics; TD3 updates its actor every 2nd step, its default) on random transitions."""
+    from gymnasium import spaces
+    from stable_baselines3 import SAC, TD3
+
+    class Dummy(gym.Env):
+        observation_space = spaces.Box(-np.inf, np.inf, (obs_dim,), np.float32)
+        action_space = spaces.Box(-1.0, 1.0, (action_dim,), np.float32)
+
+        def reset(self, *, seed: int | None = None, options: Any = None
+                  ) -> tuple[np.ndarray, dict]:
+            return np.zeros(obs_dim, np.float32), {}
+
+        def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict]:
+            return np.zeros(obs_dim, np.float32), 0.0, False, False, {}
+
+    cls = {"sac": SAC, "td3": TD3}[algo]
+    model = cls("MlpPolicy", Dummy(), batch_size=256, device="cpu", seed=0,
+                policy_kwargs={"net_arch": [256, 256]})
+    rng = np.random.default_rng(0)
+    for _ in range(1000):
+        model.replay_buffer.add(rng.normal(size=(1, obs_dim)), rng.normal(size=(1, obs_dim)),
+                                rng.uniform(-1, 1, (1, action_dim)), np.zeros(1),
+                                np.zeros(1), [{}])
+    model._setup_learn(1, progress_bar=False)  # logger etc.
+    return time_updates(lambda: model.train(gradient_steps=1, batch_size=256), n)
+
+
+def loadavg() -> list[float] | None:
+    """1/5/15-minute load averages (None where unavailable)."""
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except OSError:
+        return None
+
+
+def plot(rows: Sequence[dict[str, Any]], path: Path) -> None:
+    """Bars: ms per agent step split into env / act / update, per arm x agent; the agent
+    steps/s above each bar; the targets as dashed lines in steps/s."""
+    plt = common.use_agg()
+    fig, ax = plt.subplots(figsize=(max(6, 1.3 * len(rows)), 4))
+    labels = [f"{r['arm']}\n{r['agent']}" for r in rows]
+    bottom = np.zeros(len(rows))
+    for part, color in (("env_ms", "#8172b2"), ("act_ms", "#ccb974"), ("update_ms", "#4c72b0")):
+        vals = np.array([r[part] for r in rows])
+        ax.bar(labels, vals, bottom=bottom, color=color, label=part.replace("_ms", ""))
+        bottom += vals
+    for i, r in enumerate(rows):
+        ax.text(i, bottom[i], f"{r['agent_steps_per_s']:.0f}/s", ha="center", va="bottom")
+    for arm, target in TARGETS.items():
+        ax.axhline(1000 / target, ls="--", lw=0.8, color="grey")
+        ax.text(len(rows) - 0.5, 1000 / target, f"{arm} target {target:.0f}/s", ha="right",
+                va="bottom", fontsize=8, color="grey")
+    ax.set_ylabel("ms per agent step (UTD 1, 1 torch thread)")
+    ax.set_title("CableInsert training loop: env step + act + one update")
+    ax.legend(loc="upper left")
+    common.save_figure(fig, path)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    """Command line; returns the JSON document written."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=200, help="timed agent steps per repeat")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--arms", nargs="+", default=list(ARMS), choices=ARMS)
+    parser.add_argument("--agents", nargs="+", default=list(AGENTS), choices=list(AGENTS))
+    parser.add_argument("--no-sb3", action="store_true", help="skip the SB3 update timings")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    load_before = loadavg()
+    world_demos, _ = record_demos(10, seed=0, relative=False)
+    rows: list[dict[str, Any]] = []
+    for arm in args.arms:
+        env = make_arm(arm)
+        try:
+            demos = demos_for(arm, env, world_demos)
+            for name in args.agents:
+                runs = []
+                for rep in range(args.repeats):
+                    agent = RLPD(env.observation_space, env.action_space, demos,
+                                 RLPDConfig(utd=1, **AGENTS[name]), seed=rep)
+                    time_loop(env, agent, 20, seed=rep)  # warm-up (buffers, renderer, model)
+                    runs.append(time_loop(env, agent, args.steps, seed=100 + rep))
+                sps = [r["agent_steps_per_s"] for r in runs]
+                row = {"arm": arm, "agent": name,
+                       "agent_steps_per_s": common.median(sps),
+                       "agent_steps_per_s_min": min(sps), "agent_steps_per_s_max": max(sps),
+                       **{k: common.median([r[k] for r in runs])
+                          for k in ("env_ms", "act_ms", "update_ms")},
+                       "target": TARGETS.get(arm)}
+                rows.append(row)
+                print(f"{arm:10s} {name:9s} {row['agent_steps_per_s']:6.1f} agent steps/s "
+                      f"(env {row['env_ms']:.1f} ms, act {row['act_ms']:.2f} ms, update "
+                      f"{row['update_ms']:.1f} ms)", flush=True)
+        finally:
+            env.close()
+    updates: list[dict[str, Any]] = []
+    space_env = make_env(relative=False)
+    for name in args.agents:
+        agent = RLPD(space_env.observation_space, space_env.action_space, world_demos,
+                     RLPDConfig(utd=1, **AGENTS[name]))
+        ups = [time_updates(agent.update, 50) for _ in range(args.repeats)]
+        updates.append({"learner": f"{name} (agents.rlpd, torch)",
+                        "updates_per_s": common.median(ups), "min": min(ups), "max": max(ups)})
+    space_env.close()
+    if not args.no_sb3:
+        for algo in ("sac", "td3"):
+            ups = [sb3_updates_per_s(algo, 50) for _ in range(args.repeats)]
+            updates.append({"learner": f"stable_baselines3 {algo.upper()}",
+                            "updates_per_s": common.median(ups), "min": min(ups),
+                            "max": max(ups)})
+    for u in updates:
+        print(f"{u['learner']:32s} {u['updates_per_s']:6.1f} updates/s", flush=True)
+    doc = {"benchmark": "rl_throughput", "steps": args.steps, "repeats": args.repeats,
+           "rows": rows, "updates": updates, "targets": TARGETS,
+           "loadavg_before": load_before, "loadavg_after": loadavg(),
+           "machine": common.machine_info()}
+    args.out.mkdir(parents=True, exist_ok=True)
+    common.write_csv(args.out / "rl_throughput.csv", rows,
+                     ["arm", "agent", "agent_steps_per_s", "agent_steps_per_s_min",
+                      "agent_steps_per_s_max", "env_ms", "act_ms", "update_ms", "target"])
+    common.write_csv(args.out / "rl_throughput_updates.csv", updates,
+                     ["learner", "updates_per_s", "min", "max"])
+    common.write_json(args.out / "rl_throughput.json", doc)
+    plot(rows, args.out / "rl_throughput.png")
+    return doc
+
+
+if __name__ == "__main__":
+    main()
