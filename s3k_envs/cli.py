@@ -81,7 +81,8 @@ def _cmd_snapshot(args: argparse.Namespace) -> None:
 
     env = gym.make(args.env_id, image_size=args.image_size)
     obs, info = env.reset(seed=args.seed)
-    path = write_png(annotated_mosaic(obs, info), args.out)
+    path = write_png(annotated_mosaic(obs, info, names=env.get_wrapper_attr("keypoint_names")),
+                     args.out)
     env.close()
     print(path)
 

@@ -37,14 +37,23 @@ import numpy as np
 import s3k_envs
 from s3k_envs.atomic import atomic_write_text
 from s3k_envs.experts import make_expert
-from s3k_envs.viz import draw_points, mosaic, write_png, write_video
+from s3k_envs.viz import (
+    PREDICTION_MARKER,
+    TRUTH_MARKERS,
+    draw_points,
+    mosaic,
+    with_legend,
+    write_png,
+    write_video,
+)
 
 #: The demo's default env: fast to render and to learn, a 1 cm reach task.
 DEFAULT_ENV = "S3K-Box-v0"
 
 
 def annotated_mosaic(obs: dict[str, np.ndarray], info: dict[str, Any],
-                     predicted_2d: np.ndarray | None = None) -> np.ndarray:
+                     predicted_2d: np.ndarray | None = None,
+                     names: Sequence[str] | None = None) -> np.ndarray:
     """2x2 mosaic of the views with keypoints drawn, ``(H', W', 3)`` uint8.
 
     Args:
@@ -52,6 +61,7 @@ def annotated_mosaic(obs: dict[str, np.ndarray], info: dict[str, Any],
         info: env info with ``keypoints_2d (C, K, 2)`` px and ``keypoints_visible (C, K)``;
             true keypoints are drawn filled (visible) or as rings (occluded / outside).
         predicted_2d: optional ``(C, K, 2)`` px predictions, drawn as larger rings.
+        names: K keypoint names: adds a legend strip (colours and markers) below.
     """
     views = []
     for c, img in enumerate(obs["images"]):
@@ -59,7 +69,11 @@ def annotated_mosaic(obs: dict[str, np.ndarray], info: dict[str, Any],
         if predicted_2d is not None:
             view = draw_points(view, predicted_2d[c], radius=4, hollow=True)
         views.append(view)
-    return mosaic(np.stack(views))
+    figure = mosaic(np.stack(views))
+    if names is None:
+        return figure
+    notes = TRUTH_MARKERS if predicted_2d is None else (*TRUTH_MARKERS, PREDICTION_MARKER)
+    return with_legend(figure, names, notes)
 
 
 # ------------------------------------------------------------------------------ tour
@@ -89,9 +103,10 @@ def run_env(
         kwargs = {} if target is None else {"target_keypoint": target}
         env = gym.make(env_id, image_size=image_size, **kwargs)
         expert = make_expert(env)
+        names = env.get_wrapper_attr("keypoint_names")
         obs, info = env.reset(seed=seed + i)
         expert.reset()
-        frames.append(annotated_mosaic(obs, info))
+        frames.append(annotated_mosaic(obs, info, names=names))
         terminated = truncated = False
         n = 0
         while not (terminated or truncated):
@@ -99,7 +114,7 @@ def run_env(
             start = time.perf_counter()
             obs, _, terminated, truncated, info = env.step(action)
             step_time += time.perf_counter() - start
-            frames.append(annotated_mosaic(obs, info))
+            frames.append(annotated_mosaic(obs, info, names=names))
             n += 1
         frames.extend([frames[-1]] * 3)  # hold the final pose for a moment
         env.close()
@@ -167,9 +182,10 @@ def act_on_keypoints(env_id: str, checkpoint: Path, episodes: int, seed: int,
         env = gym.make(env_id, image_size=image_size)
         env = reward_wrapper(KeypointObservation(env, checkpoint, keep_images=True))
         expert = make_expert(env)
+        names = env.get_wrapper_attr("keypoint_names")
         obs, info = env.reset(seed=seed + i)
         expert.reset()
-        frames.append(annotated_mosaic(obs, info, info["predicted_keypoints_2d"]))
+        frames.append(annotated_mosaic(obs, info, info["predicted_keypoints_2d"], names))
         terminated = truncated = False
         n = 0
         while not (terminated or truncated):
@@ -179,7 +195,7 @@ def act_on_keypoints(env_id: str, checkpoint: Path, episodes: int, seed: int,
             obs, _, terminated, truncated, info = env.step(action)
             step_time += time.perf_counter() - start
             errors.append(np.linalg.norm(info["predicted_keypoints"] - info["keypoints"], axis=-1))
-            frames.append(annotated_mosaic(obs, info, info["predicted_keypoints_2d"]))
+            frames.append(annotated_mosaic(obs, info, info["predicted_keypoints_2d"], names))
             n += 1
         frames.extend([frames[-1]] * 3)
         env.close()
@@ -202,7 +218,8 @@ def pipeline(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
     from s3k_envs.keypoints import evaluate as evaluate_mod
-    from s3k_envs.keypoints.data import generate_dataset, load_arrays, read_manifest
+    from s3k_envs.keypoints.data import generate_dataset
+    from s3k_envs.keypoints.dataset import load_arrays, read_manifest
     from s3k_envs.keypoints.train import TrainConfig, train
 
     torch.set_num_threads(args.threads)

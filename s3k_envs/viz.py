@@ -78,6 +78,61 @@ def draw_points(
     return out
 
 
+#: What the markers of :func:`draw_points` mean in the suite's figures.
+TRUTH_MARKERS = ("dot: true keypoint, visible", "small ring: true, hidden or outside")
+PREDICTION_MARKER = "large ring: predicted"
+
+
+def legend(names: Sequence[str], width: int, notes: Sequence[str] = TRUTH_MARKERS,
+           colors: np.ndarray = KEYPOINT_COLORS) -> np.ndarray:
+    """A white strip naming each keypoint's colour, then what the markers mean.
+
+    Args:
+        names: K keypoint names; keypoint k is drawn in ``colors[k % N]``.
+        width: px, the width of the figure the strip goes under.
+        notes: lines of text after the colour key (e.g. :data:`TRUTH_MARKERS`).
+        colors: ``(N, 3)`` uint8 colours.
+
+    Returns:
+        ``(h, width, 3)`` uint8; items wrap onto more lines when the width is short.
+    """
+    from PIL import Image, ImageDraw, ImageFont
+
+    font = ImageFont.load_default()
+    line_h, pad, box = 13, 3, 9
+    measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    items = [(str(n), tuple(int(v) for v in colors[k % len(colors)]))
+             for k, n in enumerate(names)]
+    lines: list[list[tuple[str, tuple[int, ...] | None]]] = [[]]
+    x = pad
+    for text, colour in items:
+        w = box + 3 + int(measure.textlength(text, font=font)) + 8
+        if lines[-1] and x + w > width:
+            lines.append([])
+            x = pad
+        lines[-1].append((text, colour))
+        x += w
+    lines += [[(str(note), None)] for note in notes]
+    image = Image.new("RGB", (max(int(width), 1), pad + line_h * len(lines)), "white")
+    draw = ImageDraw.Draw(image)
+    for row, line in enumerate(lines):
+        x, y = pad, pad + row * line_h
+        for text, colour in line:
+            if colour is not None:
+                draw.rectangle((x, y + 1, x + box, y + 1 + box), fill=colour)
+                x += box + 3
+            draw.text((x, y), text, fill=(0, 0, 0), font=font)
+            x += int(draw.textlength(text, font=font)) + 8
+    return np.asarray(image, dtype=np.uint8)
+
+
+def with_legend(figure: np.ndarray, names: Sequence[str],
+                notes: Sequence[str] = TRUTH_MARKERS) -> np.ndarray:
+    """``figure`` ``(H, W, 3)`` uint8 with a :func:`legend` strip below it."""
+    figure = np.asarray(figure, dtype=np.uint8)
+    return np.concatenate([figure, legend(names, figure.shape[1], notes)], axis=0)
+
+
 def write_video(frames: Sequence[np.ndarray], path: str | Path, fps: float = 4.0) -> Path:
     """Write ``(H, W, 3)`` uint8 frames to an MP4 (or GIF, by suffix) atomically."""
     import imageio.v2 as imageio

@@ -23,7 +23,20 @@ def test_snapshot_writes_mosaic(tmp_path: Path) -> None:
     out = tmp_path / "snap.png"
     cli.main(["snapshot", "S3K-Box-v0", "--image-size", "32", "--out", str(out)])
     image = imageio.imread(out)
-    assert image.shape == (2 * 32 + 2, 2 * 32 + 2, 3) and image.std() > 5
+    side = 2 * 32 + 2  # 2x2 views, then a legend strip below
+    assert image.shape[1:] == (side, 3) and image.shape[0] > side and image[:side].std() > 5
+
+
+def test_legend_names_every_keypoint_colour() -> None:
+    from s3k_envs.viz import KEYPOINT_COLORS, legend
+
+    strip = legend(["corner_0", "corner_1", "corner_2"], 300, notes=("dot: true",))
+    assert strip.shape[1:] == (300, 3) and strip.shape[0] >= 2 * 13
+    for colour in KEYPOINT_COLORS[:3]:
+        assert (strip == colour).all(-1).sum() >= 50  # a filled swatch per keypoint
+    narrow = legend(["corner_0", "corner_1", "corner_2"], 60, notes=())
+    assert narrow.shape[0] > legend(["corner_0", "corner_1", "corner_2"], 600,
+                                    notes=()).shape[0]  # wraps onto more lines
 
 
 def test_demo_tour_succeeds_and_writes_video(tmp_path: Path,
@@ -62,7 +75,9 @@ def test_demo_pipeline_end_to_end_train_wrap_step(tmp_path: Path,
     assert policy["episodes"] == 1 and policy["mean_steps"] >= 1
     assert np.isfinite(policy["error_mm_median"])
     frames = imageio.mimread(policy["video"])
-    assert len(frames) >= 2 and np.asarray(frames[0]).shape == (2 * 32 + 2, 2 * 32 + 2, 3)
+    side = 2 * 32 + 2  # the 2x2 mosaic, then its legend strip
+    assert len(frames) >= 2 and np.asarray(frames[0]).shape[1:] == (side, 3)
+    assert np.asarray(frames[0]).shape[0] > side
     assert (tmp_path / "summary.json").exists() and (tmp_path / "eval" / "overlays.png").exists()
     assert "S3K demo on S3K-Box-v0" in capsys.readouterr().out
 

@@ -31,7 +31,7 @@ def test_unknown_env_id_is_a_user_error(capsys: pytest.CaptureFixture[str]) -> N
 
 
 def test_debug_shows_the_traceback(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError, match="missing.pt"):
+    with pytest.raises(FileNotFoundError, match=r"missing\.pt"):
         cli.console_main(["--debug", "evaluate", str(tmp_path / "missing.pt"), str(tmp_path)])
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -31,7 +32,7 @@ import torch
 from s3k_envs.atomic import atomic_write_text
 from s3k_envs.keypoints.model import KeypointUNet
 from s3k_envs.keypoints.predictor import Decoded, KeypointPredictor, decode_heatmaps
-from s3k_envs.viz import KEYPOINT_COLORS, draw_points, mosaic, write_png
+from s3k_envs.viz import KEYPOINT_COLORS, draw_points, mosaic, with_legend, write_png
 
 #: ``predict(images (b, C, H, W, 3) uint8, intrinsics (b, C, 3, 3), extrinsics (b, C, 4, 4))``
 PredictFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], Decoded]
@@ -216,7 +217,11 @@ def evaluate(predict: PredictFn, arrays: Mapping[str, np.ndarray],
         plain = run_predictions(plain_predict, data, batch)
         metrics["mm_plain_mean"] = keypoint_metrics(plain, data, keypoint_names)["mm"]
         metrics["rms_px_plain_mean"] = keypoint_metrics(plain, data, keypoint_names)["rms_px"]
-    figure = overlay_figure(data, pred, figure_samples) if figure_samples else None
+    figure = None
+    if figure_samples:
+        notes = ("dot: labelled keypoint, small ring: label hidden/outside, "
+                 "large ring: predicted", "lower row: heatmaps")
+        figure = with_legend(overlay_figure(data, pred, figure_samples), keypoint_names, notes)
     return metrics, figure
 
 
@@ -262,7 +267,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     print(f"{metrics['num_samples']} samples: 3D error median {mm['median']:.1f} mm, mean "
           f"{mm['mean']:.1f} mm, p90 {mm['p90']:.1f} mm; RMS {metrics['rms_px']:.2f} px")
     for name, m in metrics["per_keypoint"].items():
-        print(f"  {name}: median {m['mm']['median']:.1f} mm, RMS {m['rms_px']:.2f} px")
+        rms = (f"RMS {m['rms_px']:.2f} px" if math.isfinite(m["rms_px"])
+               else "RMS n/a (no labelled view of it in this dataset)")
+        print(f"  {name}: median {m['mm']['median']:.1f} mm, mean {m['mm']['mean']:.1f} mm, "
+              f"p90 {m['mm']['p90']:.1f} mm; {rms}")
     print(f"wrote {out / 'metrics.json'}")
     return metrics
 
