@@ -182,7 +182,8 @@ from s3k_envs.demos import (
     run_episode,
     save_demonstrations,
 )
-from s3k_envs.keypoints.data import generate_dataset, read_manifest
+from s3k_envs.keypoints.data import generate_dataset
+from s3k_envs.keypoints.dataset import read_manifest
 from s3k_envs.keypoints.predictor import KeypointPredictor
 from s3k_envs.progress import Progress
 from s3k_envs.wrappers.keypoints import KeypointObservation, keypoint_bounds_for

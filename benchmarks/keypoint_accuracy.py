@@ -161,7 +161,7 @@ def run_one(labels: int, alpha: float, data: Mapping[str, Any], args: argparse.N
 def _run_one_in_worker(labels: int, alpha: float, paths: Mapping[str, str],
                        args: argparse.Namespace, names: list[str]) -> dict[str, Any]:
     """:func:`run_one` in a worker process (loads the datasets itself)."""
-    from s3k_envs.keypoints.data import load_arrays
+    from s3k_envs.keypoints.dataset import load_arrays
 
     torch.set_num_threads(args.threads)
     data: dict[str, Any] = {k: load_arrays(v) for k, v in paths.items()}
@@ -251,7 +251,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.runs_dir = args.runs_dir or Path(f"runs/keypoint_accuracy{suffix}")
     torch.set_num_threads(args.threads)
 
-    from s3k_envs.keypoints.data import load_arrays, read_manifest
+    from s3k_envs.keypoints.dataset import load_arrays, read_manifest
 
     paths = ensure_data(args.data_dir, args.image_size, max(args.labels),
                         args.unlabelled if any(a > 0 for a in args.alphas) else 0, 100, 200,

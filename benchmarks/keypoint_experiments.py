@@ -473,7 +473,7 @@ class _DataCache:
         self.arrays: dict[str, dict[str, np.ndarray]] = {}
 
     def get(self, path: Path) -> dict[str, np.ndarray]:
-        from s3k_envs.keypoints.data import load_arrays
+        from s3k_envs.keypoints.dataset import load_arrays
 
         key = str(Path(path).resolve())
         if key not in self.arrays:
@@ -555,7 +555,7 @@ def run_one(run: RunSpec, runs_dir: Path, data_dir: Path = DEFAULT_DATA_DIR,
     """
     import torch
 
-    from s3k_envs.keypoints.data import read_manifest
+    from s3k_envs.keypoints.dataset import read_manifest
     from s3k_envs.keypoints.evaluate import evaluate, model_predict_fn
     from s3k_envs.keypoints.model import load_checkpoint
     from s3k_envs.keypoints.train import train
@@ -674,7 +674,7 @@ def run_grid(runs: Sequence[RunSpec], runs_dir: Path, data_dir: Path = DEFAULT_D
         raise ValueError(f"run_grid: duplicate run names {dup}")
     if not _is_int(jobs) or jobs < 1:
         raise ValueError(f"run_grid: jobs must be an int >= 1, got {jobs!r}")
-    from s3k_envs.keypoints.data import read_manifest
+    from s3k_envs.keypoints.dataset import read_manifest
 
     data_dir, runs_dir = Path(data_dir), Path(runs_dir)
     specs: list[DatasetSpec] = []

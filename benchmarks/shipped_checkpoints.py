@@ -61,7 +61,8 @@ def run(samples: int, seed: int, data_dir: Path, threads: int,
         only: Sequence[str] | None = None) -> list[dict[str, Any]]:
     """Evaluate every shipped checkpoint; returns one row per evaluation."""
     from s3k_envs.checkpoints import default_checkpoint
-    from s3k_envs.keypoints.data import generate_dataset, load_arrays
+    from s3k_envs.keypoints.data import generate_dataset
+    from s3k_envs.keypoints.dataset import load_arrays
     from s3k_envs.keypoints.evaluate import evaluate, predictor_fn
     from s3k_envs.keypoints.predictor import KeypointPredictor
 

@@ -20,16 +20,16 @@ import pytest
 import torch
 
 from s3k_envs.geometry import project
-from s3k_envs.keypoints import data
-from s3k_envs.keypoints.data import (
+from s3k_envs.keypoints import data, sampling
+from s3k_envs.keypoints.data import generate_dataset
+from s3k_envs.keypoints.dataset import (
     DatasetError,
     KeypointDataset,
-    SampleGenerator,
-    generate_dataset,
     load_arrays,
     read_npz,
     write_npz,
 )
+from s3k_envs.keypoints.sampling import SampleGenerator
 
 ENV = "S3K-Box-v0"
 #: The reference dataset: 10 samples (6 labelled) at 32 px in shards of 4 (4 + 4 + 2).
@@ -160,7 +160,7 @@ def test_labels_are_projections_of_the_truth(ref_dataset):
             sample = gen.sample(i)
             assert sample["images"].tobytes() == a["images"][i].tobytes()
             assert sample["extrinsics"].tobytes() == a["extrinsics"][i].tobytes()
-        _, info = gen.env.reset(seed=data.sample_seed(7, 2))
+        _, info = gen.env.reset(seed=sampling.sample_seed(7, 2))
         assert np.array_equal(a["label_mask"][2], info["keypoints_visible"])
         assert np.array_equal(a["keypoints_3d"][2], info["keypoints"])
     finally:
@@ -202,11 +202,11 @@ def test_label_cameras_subset(tmp_path):
 
 
 def test_seeds():
-    seeds = {data.sample_seed(s, i) for s in range(3) for i in range(100)}
+    seeds = {sampling.sample_seed(s, i) for s in range(3) for i in range(100)}
     assert len(seeds) == 300 and max(seeds) > 2**32
-    assert data.sample_seed(5, 17) == data.sample_seed(5, 17)
+    assert sampling.sample_seed(5, 17) == sampling.sample_seed(5, 17)
     with pytest.raises(ValueError, match="seed"):
-        data.sample_seed(-1, 0)
+        sampling.sample_seed(-1, 0)
 
 
 def test_default_workers():
@@ -272,7 +272,7 @@ def test_expert_rollouts_move_the_scene_and_stay_deterministic(tmp_path, ref_dat
     old = json.loads((ref_dataset / "manifest.json").read_text())
     old.pop("rollout_steps", None)
     old.pop("rollout_noise", None)
-    assert data.SampleGenerator.from_manifest(old).params.rollout_steps == 0
+    assert sampling.SampleGenerator.from_manifest(old).params.rollout_steps == 0
     with pytest.raises(ValueError, match="rollout_steps"):
         _generate(tmp_path / "bad", rollout_steps=-1)
 

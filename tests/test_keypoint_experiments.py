@@ -190,7 +190,7 @@ def two_datasets(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Datase
 
 def test_subsets_of_two_real_datasets_concatenate(two_datasets: tuple[Path, DatasetSpec,
                                                                       DatasetSpec]) -> None:
-    from s3k_envs.keypoints.data import load_arrays
+    from s3k_envs.keypoints.dataset import load_arrays
 
     data, a, b = two_datasets
     arr_a, arr_b = load_arrays(data / a.dirname()), load_arrays(data / b.dirname())

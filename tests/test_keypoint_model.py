@@ -47,7 +47,7 @@ def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def tiny_data(tiny_dir: Path) -> dict[str, np.ndarray]:
-    from s3k_envs.keypoints.data import load_arrays
+    from s3k_envs.keypoints.dataset import load_arrays
 
     return load_arrays(tiny_dir)
 

@@ -21,7 +21,7 @@ from gymnasium.utils.passive_env_checker import env_render_passive_checker
 from s3k_test_utils import close_mujoco_renderer
 
 from s3k_envs import geometry as geo
-from s3k_envs.keypoints import data
+from s3k_envs.keypoints import data, dataset, sampling
 from s3k_envs.wrappers import MultiViewCameras
 from s3k_envs.wrappers.multiview import make_multiview, register_multiview
 
@@ -398,7 +398,7 @@ def test_clear_errors(closing, tmp_path):
         data.generate_dataset(tmp_path / "a", "Pusher-v5", 2, progress=False)
     assert not (tmp_path / "a").exists()
     with pytest.raises(ValueError, match=r"expected a multi-view env.*Box.*MultiViewCameras"):
-        data.SampleGenerator(data.GenerationParams("Pusher-v5", {}, 0, 2, 0, None, 0.0, 8))
+        sampling.SampleGenerator(sampling.GenerationParams("Pusher-v5", {}, 0, 2, 0, None, 0.0, 8))
     env = closing(pusher())
     with pytest.raises(RuntimeError, match="reset"):
         env.step(env.action_space.sample())
@@ -408,9 +408,9 @@ def test_clear_errors(closing, tmp_path):
 def test_dataset_generation_on_the_pusher_id(tmp_path):
     out = data.generate_dataset(tmp_path / "pusher", "S3K-Pusher-v0", 4, 3, image_size=24,
                                 seed=1, workers=1, progress=False, rollout_steps=4)
-    manifest = data.read_manifest(out)
+    manifest = dataset.read_manifest(out)
     assert manifest["keypoint_names"] == ["fingertip", "object", "goal"]
-    arrays = data.load_arrays(out, verify_checksums=True)
+    arrays = dataset.load_arrays(out, verify_checksums=True)
     assert arrays["images"].shape == (4, 4, 24, 24, 3)
     assert arrays["keypoints_3d"].shape == (3, 3, 3) and arrays["label_mask"][:, :, 1:].any()
     # Labels are projections of the ground truth with the stored calibration.
@@ -420,7 +420,7 @@ def test_dataset_generation_on_the_pusher_id(tmp_path):
                         arrays["extrinsics"][rows].astype(np.float64))
     mask = arrays["label_mask"]
     np.testing.assert_allclose(arrays["keypoints_2d"][mask], uv[mask], atol=1e-3)
-    item = data.KeypointDataset(out)[0]
+    item = dataset.KeypointDataset(out)[0]
     assert tuple(item["images"].shape) == (4, 24, 24, 3)
 
 
@@ -433,6 +433,6 @@ def test_workers_can_make_an_id_registered_in_this_process(tmp_path):
                               progress=False)
     b = data.generate_dataset(tmp_path / "b", new_id, 6, 2, image_size=16, workers=1,
                               progress=False)
-    arr_a, arr_b = data.load_arrays(a), data.load_arrays(b)
+    arr_a, arr_b = dataset.load_arrays(a), dataset.load_arrays(b)
     for key in ("images", "extrinsics", "keypoints_2d"):
         np.testing.assert_array_equal(arr_a[key], arr_b[key])

@@ -68,7 +68,7 @@ def load_frames(paths: PathLike | Sequence[PathLike], image_size: int) -> FrameS
         DatasetError: a missing, incomplete or inconsistent dataset (naming the file).
         ValueError: datasets of different envs / camera setups.
     """
-    from s3k_envs.keypoints.data import read_manifest, read_npz, validate_shard
+    from s3k_envs.keypoints.dataset import read_manifest, read_npz, validate_shard
 
     dirs = dataset_dirs(paths)
     manifests = [(d, read_manifest(d)) for d in dirs]

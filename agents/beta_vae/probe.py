@@ -19,7 +19,7 @@ DEFAULT_ALPHAS = tuple(float(a) for a in 10.0 ** np.arange(-4, 4))
 # ------------------------------------------------------------------------------ linear probe
 def _labelled_samples(paths: PathLike | Sequence[PathLike]) -> dict[str, Any]:
     """Images, calibration and true 3D keypoints of the labelled samples of datasets."""
-    from s3k_envs.keypoints.data import load_arrays, read_manifest
+    from s3k_envs.keypoints.dataset import load_arrays, read_manifest
 
     dirs = dataset_dirs(paths)
     manifests = [(d, read_manifest(d)) for d in dirs]

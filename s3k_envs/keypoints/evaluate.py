@@ -244,7 +244,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads or min(2, os.cpu_count() or 1))
 
-    from s3k_envs.keypoints.data import load_arrays
+    from s3k_envs.keypoints.dataset import load_arrays
 
     predictor = KeypointPredictor.load(args.checkpoint)
     arrays = load_arrays(args.data)

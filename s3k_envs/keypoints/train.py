@@ -641,7 +641,7 @@ def _manifest(path: Path) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """``s3k train`` entry point; returns the run summary."""
     args = build_parser().parse_args(argv)
-    from s3k_envs.keypoints.data import load_arrays
+    from s3k_envs.keypoints.dataset import load_arrays
 
     cfg = config_from_args(args)
     labelled = load_arrays(args.labelled)
