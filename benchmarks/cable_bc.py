@@ -93,7 +93,7 @@ def fit_policy(obs: np.ndarray, actions: np.ndarray, steps: int, seed: int,
 
 class _Deterministic:
     """A torch policy with the ``predict(obs, deterministic)`` of an SB3 model, so that
-    :func:`benchmarks.cable_rl.evaluate` runs it."""
+    :func:`benchmarks.cable_rl.training.evaluate` runs it."""
 
     def __init__(self, policy: torch.nn.Module) -> None:
         self.policy = policy
@@ -130,14 +130,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Fit and evaluate BC per arm and seed; returns the exit status."""
     from agents.beta_vae.model import load_vae
     from agents.ddpgfd import flatten_dict_observations
-    from benchmarks import cable_rl
+    from benchmarks.cable_rl.config import ARM_LABELS, ARMS, ENV_ID
+    from benchmarks.cable_rl.envs import make_arm_env
+    from benchmarks.cable_rl.stages import load_episodes
+    from benchmarks.cable_rl.training import evaluate
+    from s3k_envs.checkpoints import default_checkpoint
+    from s3k_envs.keypoints.predictor import KeypointPredictor
 
     p = argparse.ArgumentParser(prog="python -m benchmarks.cable_bc",
                                 description=__doc__.split("\n\n")[0])
     g = p.add_mutually_exclusive_group(required=True)
     for prof in ("smoke", "quick", "full"):
         g.add_argument(f"--{prof}", action="store_const", dest="profile", const=prof)
-    p.add_argument("--arms", nargs="+", choices=cable_rl.ARMS, default=list(cable_rl.ARMS))
+    p.add_argument("--arms", nargs="+", choices=ARMS, default=list(ARMS))
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--episodes", type=int, default=20, help="held-out episodes per seed")
     p.add_argument("--fit-steps", type=int, default=3000, help="Adam steps of batch 64")
@@ -159,21 +164,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     vae_path = work / "vae" / "model.pt"
     if "vae" in a.arms and not vae_path.is_file():
         p.error(f"no beta-VAE at {vae_path}: run cable_rl --{a.profile} with the vae arm first")
-    kp_ckpt = a.keypoint_checkpoint or cable_rl.default_checkpoint(cable_rl.ENV_ID)
-    predictor = cable_rl.KeypointPredictor.load(kp_ckpt)
+    kp_ckpt = a.keypoint_checkpoint or default_checkpoint(ENV_ID)
+    predictor = KeypointPredictor.load(kp_ckpt)
     vae = load_vae(vae_path) if "vae" in a.arms else None
     rows, episodes_out = [], []
     for arm in a.arms:
-        demos, _ = cable_rl.load_episodes(work / "demos" / f"{arm}.npz")
+        demos, _ = load_episodes(work / "demos" / f"{arm}.npz")
         obs, actions = demo_arrays(demos)
-        arm_env = cable_rl.make_arm_env(arm, a.camera_seed, predictor, vae)
+        arm_env = make_arm_env(arm, a.camera_seed, predictor, vae)
         env, _ = flatten_dict_observations(arm_env.env)
         per_seed, mses = [], []
         try:
             for seed in a.seeds:
                 t0 = time.monotonic()
                 policy, mse = fit_policy(obs, actions, a.fit_steps, seed)
-                eps = cable_rl.evaluate(_Deterministic(policy), env, a.episodes)
+                eps = evaluate(_Deterministic(policy), env, a.episodes)
                 mses.append(mse)
                 per_seed.append(eps)
                 episodes_out += [{"arm": arm, "seed": seed, **e} for e in eps]
@@ -184,7 +189,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         finally:
             env.close()
         row: dict[str, Any] = {
-            "arm": arm, "observation": cable_rl.ARM_LABELS[arm], "seeds": len(a.seeds),
+            "arm": arm, "observation": ARM_LABELS[arm], "seeds": len(a.seeds),
             "episodes": a.episodes, "fit_steps": a.fit_steps, "demo_transitions": len(obs),
             "fit_mse": float(np.mean(mses))}
         for key in ("success_true", "success_keypoint"):

@@ -8,7 +8,7 @@ keypoint inference, so differences come from the learner, not from the represent
 some ingredients switched off:
 
 ===================  =======================================================================
-variant              DDPGfD settings (everything else: :class:`benchmarks.cable_rl.AgentParams`)
+variant              DDPGfD settings (the rest: :class:`~benchmarks.cable_rl.config.AgentParams`)
 ===================  =======================================================================
 ``ddpgfd``           demonstrations 25 % of every batch, 5-step returns, BC + Q-filter
                      (the defaults)
@@ -98,12 +98,12 @@ def _training_curve(episodes_csv: Path, window: int, steps: int) -> tuple[list[i
     """Rolling true-success rate (over the last ``window`` env steps) of every seed, averaged.
 
     Returns ``(x, y)``: env steps (every 100) and the mean over seeds of
-    :func:`benchmarks.cable_rl.rolling_success` (grid points where no seed has an episode in
+    :func:`benchmarks.cable_rl.config.rolling_success` (grid points where no seed has an episode in
     the window are skipped).
     """
     import numpy as np
 
-    from benchmarks.cable_rl import rolling_success
+    from benchmarks.cable_rl.config import rolling_success
 
     by_seed: dict[str, list[tuple[int, int]]] = {}
     with open(episodes_csv, newline="") as f:
@@ -146,7 +146,7 @@ def plot(rows: Sequence[Mapping[str, Any]], curves: Mapping[str, tuple[list[int]
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ablation; returns the exit status."""
-    from benchmarks import cable_rl
+    from benchmarks.cable_rl.cli import main
 
     p = argparse.ArgumentParser(prog="python -m benchmarks.cable_rl_ablation",
                                 description=__doc__.split("\n\n")[0])
@@ -178,7 +178,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             (work / a.profile).mkdir(parents=True, exist_ok=True)
         argv_v = [*common_flags, *VARIANTS[name], "--work-dir", str(work), "--out", str(vout)]
         print(f"[ablation] {name}: cable_rl {' '.join(argv_v)}", file=sys.stderr, flush=True)
-        status = cable_rl.main(argv_v)
+        status = main(argv_v)
         if status != 0:
             return status
         first_work = first_work or work

@@ -1,4 +1,4 @@
-"""Tests of benchmarks/cable_rl.py: the rolling success rate, the seed statistics, the
+"""Tests of benchmarks/cable_rl/: the rolling success rate, the seed statistics, the
 relabelling of demonstrations with an arm's own keypoint reward, and the whole ``--smoke``
 pipeline end to end (all three arms), interrupted in the middle of a run, resumed from its
 checkpoint, rerun from the caches, and refused when the settings change."""
@@ -16,7 +16,18 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from benchmarks import cable_rl
+from benchmarks.cable_rl.cli import main, parse_args
+from benchmarks.cable_rl.config import (
+    ENV_ID,
+    EPISODE_COLUMNS,
+    GRIPPER_KEYS,
+    SUMMARY_COLUMNS,
+    rolling_success,
+    seed_stats,
+)
+from benchmarks.cable_rl.envs import TrueKeypointObservation
+from benchmarks.cable_rl.stages import relabel_episode
+from benchmarks.cable_rl.training import EpisodeLogger, run_directory
 from s3k_envs.envs.cable import PLUG_EXPOSED
 from s3k_envs.wrappers.rewards import KeypointReward, cable_insert_reward
 
@@ -25,31 +36,31 @@ from s3k_envs.wrappers.rewards import KeypointReward, cable_insert_reward
 def test_rolling_success_counts_episodes_ending_in_the_window() -> None:
     end = np.array([10, 20, 30, 45])
     success = np.array([1, 0, 1, 1])
-    got = cable_rl.rolling_success(end, success, np.array([5, 10, 25, 50, 100]), 20)
+    got = rolling_success(end, success, np.array([5, 10, 25, 50, 100]), 20)
     # (-15, 5]: none; (-10, 10]: {10}; (5, 25]: {10, 20}; (30, 50]: {45}; (80, 100]: none
     assert np.isnan(got[0]) and np.isnan(got[4])
     np.testing.assert_allclose(got[1:4], [1.0, 0.5, 1.0])
     with pytest.raises(ValueError, match="window"):
-        cable_rl.rolling_success(end, success, np.array([10]), 0)
+        rolling_success(end, success, np.array([10]), 0)
     with pytest.raises(ValueError, match="shapes"):
-        cable_rl.rolling_success(end, success[:2], np.array([10]), 5)
+        rolling_success(end, success[:2], np.array([10]), 5)
 
 
 def test_seed_stats() -> None:
-    st = cable_rl.seed_stats([0.2, 0.6, math.nan])
+    st = seed_stats([0.2, 0.6, math.nan])
     assert st["mean"] == pytest.approx(0.4) and st["min"] == 0.2 and st["max"] == 0.6
     assert st["sd"] == pytest.approx(np.std([0.2, 0.6], ddof=1))
-    assert math.isnan(cable_rl.seed_stats([0.5])["sd"])
-    assert math.isnan(cable_rl.seed_stats([])["mean"])
+    assert math.isnan(seed_stats([0.5])["sd"])
+    assert math.isnan(seed_stats([])["mean"])
 
 
 # --------------------------------------------------------------------------- relabelling
 @pytest.fixture
 def true_reward() -> Iterator[KeypointReward]:
     """The ``gt`` arm's reward wrapper (true keypoints, the cable rule), 16 px images."""
-    base = gym.make(cable_rl.ENV_ID, image_size=16, terminate_on_success=False,
+    base = gym.make(ENV_ID, image_size=16, terminate_on_success=False,
                     disable_env_checker=True)
-    reward = cable_insert_reward(cable_rl.TrueKeypointObservation(base, cable_rl.GRIPPER_KEYS),
+    reward = cable_insert_reward(TrueKeypointObservation(base, GRIPPER_KEYS),
                                  terminate_on_success=True)
     yield reward
     reward.close()
@@ -77,7 +88,7 @@ def _synthetic(steps: int, inserted_from: int | None, left_at: int | None = None
 def test_relabel_cuts_at_the_first_keypoint_success(true_reward: KeypointReward) -> None:
     box = true_reward.unwrapped.options["safety_box"]
     episode, kp, recorded = _synthetic(8, inserted_from=4)
-    out, outcome = cable_rl.relabel_episode(episode, kp, recorded, true_reward, box)
+    out, outcome = relabel_episode(episode, kp, recorded, true_reward, box)
     assert outcome == "rule"
     assert len(out["actions"]) == 4 and len(out["observations"]["x"]) == 5
     np.testing.assert_array_equal(out["terminated"], [False, False, False, True])
@@ -89,18 +100,18 @@ def test_relabel_cuts_at_the_first_keypoint_success(true_reward: KeypointReward)
 def test_relabel_never_and_left_box(true_reward: KeypointReward) -> None:
     box = true_reward.unwrapped.options["safety_box"]
     episode, kp, recorded = _synthetic(5, inserted_from=None)
-    out, outcome = cable_rl.relabel_episode(episode, kp, recorded, true_reward, box)
+    out, outcome = relabel_episode(episode, kp, recorded, true_reward, box)
     assert outcome == "never" and len(out["actions"]) == 5
     assert out["truncated"][-1] and not out["terminated"].any()
     episode, kp, recorded = _synthetic(5, inserted_from=None, left_at=3)
-    out, outcome = cable_rl.relabel_episode(episode, kp, recorded, true_reward, box)
+    out, outcome = relabel_episode(episode, kp, recorded, true_reward, box)
     assert outcome == "left_box" and len(out["actions"]) == 3 and out["terminated"][-1]
     penalty = true_reward.penalties["left_safety_box"]
     assert out["rewards"][-1] == pytest.approx(out["rewards"][0] - penalty)
     kp_bad = kp.copy()
     kp_bad[2, 0, 0] = np.nan
     with pytest.raises(ValueError, match="finite"):
-        cable_rl.relabel_episode(episode, kp_bad, recorded, true_reward, box)
+        relabel_episode(episode, kp_bad, recorded, true_reward, box)
 
 
 # --------------------------------------------------------------------------- end to end
@@ -115,27 +126,27 @@ def test_smoke_pipeline_interrupted_resumed_and_cached(tmp_path: Path,
             "--no-progress"]
     work = tmp_path / "smoke"
     run_dir = work / "runs" / "kp" / "seed_0"
-    original = cable_rl.EpisodeLogger._on_step
+    original = EpisodeLogger._on_step
 
-    def interrupt_after_first_checkpoint(self: cable_rl.EpisodeLogger) -> bool:
+    def interrupt_after_first_checkpoint(self: EpisodeLogger) -> bool:
         out = original(self)
         if self.last_checkpoint > 0:
             raise KeyboardInterrupt
         return out
 
     # 1. Interrupted in the first run (kp, seed 0) right after its first checkpoint.
-    monkeypatch.setattr(cable_rl.EpisodeLogger, "_on_step", interrupt_after_first_checkpoint)
+    monkeypatch.setattr(EpisodeLogger, "_on_step", interrupt_after_first_checkpoint)
     with pytest.raises(KeyboardInterrupt):
-        cable_rl.main(argv)
+        main(argv)
     state = json.loads((run_dir / "state.json").read_text())
     assert 40 <= state["steps"] < 100
     assert (run_dir / state["checkpoint"] / "buffer.pkl").is_file()
     assert not (run_dir / "result.json").exists()
     before = _rows(run_dir / state["checkpoint"] / "episodes.csv")
-    monkeypatch.setattr(cable_rl.EpisodeLogger, "_on_step", original)
+    monkeypatch.setattr(EpisodeLogger, "_on_step", original)
 
     # 2. Rerun: resumes that run from its checkpoint, does the others, writes the results.
-    assert cable_rl.main(argv) == 0
+    assert main(argv) == 0
     result = json.loads((run_dir / "result.json").read_text())
     assert result["resumed_from_step"] == state["steps"]
     assert not (run_dir / "state.json").exists() and not list(run_dir.glob("ckpt_*"))
@@ -143,7 +154,7 @@ def test_smoke_pipeline_interrupted_resumed_and_cached(tmp_path: Path,
     assert episodes[:len(before)] == before and len(episodes) > len(before)
     steps = [int(r["steps"]) for r in episodes]
     assert steps == sorted(steps) and steps[-1] <= 100
-    assert list(episodes[0]) == list(cable_rl.EPISODE_COLUMNS)
+    assert list(episodes[0]) == list(EPISODE_COLUMNS)
     assert any((run_dir / "tb").rglob("events.out.tfevents.*"))
 
     summary = json.loads((work / "cable_rl_smoke.json").read_text())
@@ -159,7 +170,7 @@ def test_smoke_pipeline_interrupted_resumed_and_cached(tmp_path: Path,
     assert per_arm["gt"]["rule_steps_after_true_success"]["max"] == 0
     assert per_arm["gt"]["max_abs_reward_diff_vs_recorded"] < 1e-5
     table = _rows(work / "cable_rl_smoke.csv")
-    assert list(table[0]) == list(cable_rl.SUMMARY_COLUMNS) and len(table) == 3
+    assert list(table[0]) == list(SUMMARY_COLUMNS) and len(table) == 3
     assert len(_rows(work / "cable_rl_smoke_eval.csv")) == 3
     assert {r["arm"] for r in _rows(work / "cable_rl_smoke_episodes.csv")} == {"kp", "vae", "gt"}
     assert (work / "cable_rl_smoke.png").read_bytes()[:4] == b"\x89PNG"
@@ -169,7 +180,7 @@ def test_smoke_pipeline_interrupted_resumed_and_cached(tmp_path: Path,
     results = sorted((work / "runs").rglob("result.json"))
     mtimes = [p.stat().st_mtime_ns for p in results]
     timed = summary["stages"]
-    assert cable_rl.main(argv) == 0
+    assert main(argv) == 0
     assert [p.stat().st_mtime_ns for p in results] == mtimes
     stages = json.loads((work / "cable_rl_smoke.json").read_text())["stages"]
     assert all(r["reused_in_last_call"] for r in stages.values())
@@ -178,7 +189,7 @@ def test_smoke_pipeline_interrupted_resumed_and_cached(tmp_path: Path,
     assert stages["4. training and evaluation"]["wall_s"] > 1.0
 
     # 4. Other settings in the same work directory: refused with the reason, exit status 2.
-    assert cable_rl.main([*argv, "--steps", "120"]) == 2
+    assert main([*argv, "--steps", "120"]) == 2
 
 
 def test_ablation_training_curve_averages_seeds(tmp_path: Path) -> None:
@@ -212,14 +223,14 @@ def test_ablation_copies_demonstrations_once(tmp_path: Path) -> None:
 
 
 def test_tag_gives_its_own_work_directory_and_stem(tmp_path: Path) -> None:
-    plain = cable_rl.parse_args(["--smoke", "--work-dir", str(tmp_path)])
-    tagged = cable_rl.parse_args(["--smoke", "--work-dir", str(tmp_path), "--tag", "long"])
+    plain = parse_args(["--smoke", "--work-dir", str(tmp_path)])
+    tagged = parse_args(["--smoke", "--work-dir", str(tmp_path), "--tag", "long"])
     assert plain.work == tmp_path / "smoke" and tagged.work == tmp_path / "smoke_long"
-    assert cable_rl.run_directory(tagged, "kp", 0).is_relative_to(tagged.work)
-    assert not cable_rl.run_directory(tagged, "kp", 0).is_relative_to(plain.work)
+    assert run_directory(tagged, "kp", 0).is_relative_to(tagged.work)
+    assert not run_directory(tagged, "kp", 0).is_relative_to(plain.work)
     assert tagged.stem == "cable_rl_smoke_long"
     with pytest.raises(SystemExit):
-        cable_rl.parse_args(["--smoke", "--tag", "a/b"])
+        parse_args(["--smoke", "--tag", "a/b"])
 
 
 def test_behaviour_cloning_fits_a_linear_map() -> None:

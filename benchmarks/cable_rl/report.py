@@ -1,0 +1,140 @@
+"""Stage 5: the summary over seeds, the learning-curve figure and the Markdown table.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from benchmarks import common
+from benchmarks.cable_rl.config import (
+    _EPISODE_TYPES,
+    ARM_COLORS,
+    ARM_LABELS,
+    ARMS,
+    ENV_ID,
+    Config,
+    read_rows,
+    rolling_success,
+    seed_stats,
+)
+
+
+# ---------------------------------------------------------------------------- 5. report
+def summarise(cfg: Config, results: Mapping[tuple[str, int], Mapping[str, Any]],
+              probe: Mapping[str, Any] | None) -> list[dict[str, Any]]:
+    """One summary row per arm (see ``SUMMARY_COLUMNS``)."""
+    rows = []
+    for arm in cfg.arms:
+        res = [results[(arm, s)] for s in cfg.seeds]
+        row: dict[str, Any] = {"arm": arm, "observation": ARM_LABELS[arm],
+                               "seeds": len(res), "steps": cfg.steps,
+                               "eval_episodes": cfg.eval_episodes}
+        for key in ("eval_success_keypoint", "eval_success_true"):
+            st = seed_stats([r[key] for r in res])
+            row.update({f"{key}_{k}": v for k, v in st.items()})
+        for key in ("final_train_success_keypoint", "final_train_success_true"):
+            st = seed_stats([r[key] for r in res])
+            row.update({f"{key}_{k}": st[k] for k in ("mean", "min", "max")})
+        row["eval_return_mean"] = seed_stats([r["eval_return"] for r in res])["mean"]
+        row["train_steps_per_s"] = common.median([r["train_steps_per_s"] for r in res])
+        row["run_wall_s"] = common.median([r["train_wall_s"] + r["eval_wall_s"] for r in res])
+        med = p90 = math.nan
+        if arm == "gt":
+            med = p90 = 0.0
+        elif probe is not None:
+            src = probe["keypoint_model"] if arm == "kp" else probe["test"]
+            med, p90 = src["median"], src["p90"]
+        row["repr_error_median_mm"], row["repr_error_p90_mm"] = med, p90
+        rows.append(row)
+    return rows
+
+
+def load_run_rows(cfg: Config, results: Mapping[tuple[str, int], Mapping[str, Any]],
+                  which: str) -> list[dict[str, Any]]:
+    """All runs' ``episodes`` or ``eval`` rows, with ``arm`` and ``seed`` columns."""
+    out = []
+    for (arm, seed), res in results.items():
+        for row in read_rows(Path(res["files"][which]), _EPISODE_TYPES):
+            out.append({"arm": arm, "seed": seed, **row})
+    return out
+
+
+def plot(cfg: Config, episodes: Sequence[Mapping[str, Any]],
+         results: Mapping[tuple[str, int], Mapping[str, Any]], path: Path) -> Path:
+    """Success rate vs env steps (rolling window, mean over seeds, min-max band), keypoint
+    rule (left) and ground truth (right), evaluation at the right edge."""
+    plt = common.use_agg()
+    fig, axes = plt.subplots(1, 2, figsize=(11.5, 4.2), sharey=True)
+    start = min(cfg.window, cfg.steps)
+    grid = np.unique(np.linspace(start, cfg.steps, 200).round().astype(np.int64))
+    for ax, key, title in ((axes[0], "success_keypoint", "keypoint rule (S3K prediction)"),
+                           (axes[1], "success_true", "ground truth (env's own rule)")):
+        for arm in cfg.arms:
+            curves = []
+            for seed in cfg.seeds:
+                rows = [r for r in episodes if r["arm"] == arm and r["seed"] == seed]
+                end = np.array([r["steps"] for r in rows], dtype=np.int64)
+                s = np.array([r[key] for r in rows], dtype=np.float64)
+                curves.append(rolling_success(end, s, grid, cfg.window))
+            c = np.array(curves)
+            color = ARM_COLORS[arm]
+            with warnings.catch_warnings():  # all-NaN columns (no episode in a window)
+                warnings.simplefilter("ignore", RuntimeWarning)
+                mean, lo, hi = np.nanmean(c, 0), np.nanmin(c, 0), np.nanmax(c, 0)
+            ax.plot(grid, mean, color=color, lw=1.8,
+                    label=f"{ARM_LABELS[arm]} (mean of {len(cfg.seeds)})")
+            ax.fill_between(grid, lo, hi, color=color, alpha=0.2, lw=0)
+            ev = [results[(arm, s)][f"eval_{key}"] for s in cfg.seeds]
+            x = cfg.steps * 1.02 + 0.01 * cfg.steps * ARMS.index(arm)
+            ax.errorbar([x], [np.mean(ev)], yerr=[[np.mean(ev) - min(ev)], [max(ev) - np.mean(ev)]],
+                        fmt="D", color=color, ms=5, capsize=3)
+        ax.set_title(f"success by the {title}", fontsize=10)
+        ax.set_xlabel("env steps (diamonds: final evaluation, held-out seeds)")
+        ax.set_xlim(0, cfg.steps * 1.06)
+        ax.set_ylim(-0.03, 1.03)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel(f"training success rate (rolling {cfg.window} steps)")
+    axes[0].legend(fontsize=8, loc="upper left")
+    fig.suptitle(f"{ENV_ID}, fixed rig (camera_seed={cfg.camera_seed}): DDPGfD with "
+                 f"{cfg.demos} demonstrations; bands: min-max over seeds", fontsize=10)
+    try:
+        return common.save_figure(fig, path)
+    finally:
+        plt.close(fig)
+
+
+TABLE_COLUMNS: list[tuple[str, str, Any]] = [
+    ("observation", "agent observes", "s"),
+    ("seeds", "seeds", "d"),
+    ("steps", "steps", "d"),
+    ("eval_kp", "eval success, keypoint rule: mean ± sd [min–max]", "s"),
+    ("eval_true", "eval success, true", "s"),
+    ("train_kp", "final training success (rolling), keypoint rule", "s"),
+    ("train_true", "final training success, true", "s"),
+    ("repr_error_median_mm", "keypoint error of the representation, median mm", ".1f"),
+]
+
+
+def _pm(row: Mapping[str, Any], key: str, sd: bool = True) -> str:
+    mean, lo, hi = row[f"{key}_mean"], row[f"{key}_min"], row[f"{key}_max"]
+    if not math.isfinite(mean):
+        return "–"
+    s = f"{mean:.2f}"
+    if sd and math.isfinite(row.get(f"{key}_sd", math.nan)):
+        s += f" ± {row[f'{key}_sd']:.2f}"
+    return s + f" [{lo:.2f}–{hi:.2f}]"
+
+
+def markdown_summary(rows: Sequence[Mapping[str, Any]]) -> str:
+    """The summary rows as a Markdown table."""
+    table = [{**r, "eval_kp": _pm(r, "eval_success_keypoint"),
+              "eval_true": _pm(r, "eval_success_true"),
+              "train_kp": _pm(r, "final_train_success_keypoint", sd=False),
+              "train_true": _pm(r, "final_train_success_true", sd=False)} for r in rows]
+    return common.markdown_table(table, TABLE_COLUMNS)
