@@ -105,8 +105,8 @@ def keypoint_visibility(model: Any, data: Any, keypoints: np.ndarray, uv: np.nda
                         depth: np.ndarray, centres: np.ndarray, image_size: tuple[int, int],
                         own_bodies: Sequence[Collection[int]], tolerance: float = 3e-3,
                         geomgroup: np.ndarray = VISIBLE_GEOM_GROUPS,
-                        containing_bodies: Sequence[Collection[int]] | None = None
-                        ) -> np.ndarray:
+                        containing_bodies: Sequence[Collection[int]] | None = None,
+                        own_geoms: Sequence[Collection[int]] | None = None) -> np.ndarray:
     """Which keypoints each camera sees (pure: reads ``model``/``data``, changes nothing).
 
     Args:
@@ -124,6 +124,8 @@ def keypoint_visibility(model: Any, data: Any, keypoints: np.ndarray, uv: np.nda
             contain it (within ``tolerance``, :func:`point_in_geom`): the point is then part
             of what a person sees there (e.g. a leg's origin inside the end caps of the
             other legs of the same robot, which all start at one point). None: none.
+        own_geoms: per keypoint, geom ids that never hide it (a ``geom:NAME`` keypoint's own
+            geom, whatever body it is on). None: none.
 
     Returns:
         ``(C, K)`` bool.
@@ -136,6 +138,9 @@ def keypoint_visibility(model: Any, data: Any, keypoints: np.ndarray, uv: np.nda
               & (uv[..., 1] >= 0) & (uv[..., 1] < height))
     visible = inside.copy()
     body_of_geom = model.geom_bodyid
+    planes = [g for g in range(model.ngeom) if model.geom_type[g] == mujoco.mjtGeom.mjGEOM_PLANE
+              and geomgroup[min(int(model.geom_group[g]), len(geomgroup) - 1)]
+              and model.geom_rgba[g][3] > 0]
     for c in np.nonzero(inside.any(axis=1))[0]:
         ks = np.nonzero(inside[c])[0]
         vec = keypoints[ks] - centres[c]
@@ -159,7 +164,10 @@ def keypoint_visibility(model: Any, data: Any, keypoints: np.ndarray, uv: np.nda
                 if not (0 <= travelled < dist[i] - tolerance and gid >= 0):
                     break
                 body = int(body_of_geom[gid])
-                if body not in own_bodies[k] and not (
+                if own_geoms is not None and gid in own_geoms[k]:
+                    pass  # the keypoint's own geom (mj_ray then skips its whole body, fine
+                    # this close to the keypoint: a geom on the world body is never a floor)
+                elif body not in own_bodies[k] and not (
                         containing_bodies is not None and body in containing_bodies[k]
                         and point_in_geom(model, data, gid, keypoints[k], tolerance)):
                     break
@@ -173,4 +181,38 @@ def keypoint_visibility(model: Any, data: Any, keypoints: np.ndarray, uv: np.nda
                 gid = int(gid_out[0])
             if 0 <= travelled < dist[i] - tolerance:
                 visible[c, k] = False
+        # mj_ray sees planes from their front only, the renderer from both sides (a camera
+        # behind a wall sees the wall): test the back sides here.
+        for plane in planes:
+            blocked = plane_blocks(model, data, plane, centre, unit, dist - tolerance)
+            for i in np.nonzero(blocked)[0]:
+                if own_geoms is None or plane not in own_geoms[ks[i]]:
+                    visible[c, ks[i]] = False
     return visible
+
+
+def plane_blocks(model: Any, data: Any, plane: int, centre: np.ndarray, unit: np.ndarray,
+                 before: np.ndarray) -> np.ndarray:
+    """Which rays from ``centre`` cross the plane geom ``plane`` (either side, within its
+    rendered extent: ``geom_size[:2]`` half-sizes, 0 = unbounded) before ``before``.
+
+    Args:
+        model, data: ``mujoco.MjModel`` / ``mujoco.MjData``.
+        plane: geom id of a plane.
+        centre: ``(3,)`` ray origin, m.
+        unit: ``(R, 3)`` unit ray directions.
+        before: ``(R,)`` m, the distance along each ray that a crossing must come before.
+
+    Returns:
+        ``(R,)`` bool.
+    """
+    rot = data.geom_xmat[plane].reshape(3, 3)
+    normal, origin = rot[:, 2], data.geom_xpos[plane]
+    along = unit @ normal
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = ((origin - centre) @ normal) / along
+    hit = centre + t[:, None] * unit
+    local = (hit - origin) @ rot
+    half = model.geom_size[plane][:2]
+    inside = np.all((half <= 0) | (np.abs(local[:, :2]) <= half), axis=1)
+    return (np.abs(along) > 1e-12) & (t > 0) & (t < before) & inside

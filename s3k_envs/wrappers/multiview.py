@@ -52,6 +52,8 @@ FRAMING_MODES = ("auto", "model")
 RENDER_MODES = ("rgb_array",)
 _RIG_STREAM = 0x5C3D  # SeedSequence key of the rig's random stream (independent of the env's)
 _ENTRY_POINT = "s3k_envs.wrappers.multiview:make_multiview"
+#: Ids of dm_control tasks as Shimmy registers them (``dm_control/reacher-hard-v0``).
+DM_CONTROL_NAMESPACE = "dm_control/"
 
 
 @dataclass(frozen=True)
@@ -72,6 +74,36 @@ class KeypointSource:
     object_name: str
     object_id: int
     own_body: int
+
+
+def mujoco_handles(env: gym.Env) -> tuple[mujoco.MjModel, mujoco.MjData]:
+    """The ``mujoco.MjModel`` and ``mujoco.MjData`` an env simulates with.
+
+    Gymnasium's MuJoCo envs keep them as ``env.unwrapped.model`` / ``.data``; dm_control
+    tasks (e.g. through Shimmy's ``DmControlCompatibilityV0``, ids ``dm_control/...``) as
+    ``physics.model.ptr`` / ``physics.data.ptr``.
+
+    Raises:
+        ValueError: the env has neither.
+    """
+    import mujoco
+
+    base = env.unwrapped
+    model, data = getattr(base, "model", None), getattr(base, "data", None)
+    if not (isinstance(model, mujoco.MjModel) and isinstance(data, mujoco.MjData)):
+        try:
+            physics = base.physics
+            model, data = physics.model.ptr, physics.data.ptr
+        except AttributeError:
+            pass
+    if not (isinstance(model, mujoco.MjModel) and isinstance(data, mujoco.MjData)):
+        raise ValueError(
+            f"MultiViewCameras: expected a MuJoCo-based env whose unwrapped env has "
+            f"`model` (mujoco.MjModel) and `data` (mujoco.MjData), or a dm_control `physics`, "
+            f"got {type(base).__name__} with model={type(model).__name__}, "
+            f"data={type(data).__name__}"
+        )
+    return model, data
 
 
 def _named(model: mujoco.MjModel, obj: Any, count: int) -> list[str]:
@@ -344,16 +376,11 @@ class MultiViewCameras(gym.Wrapper, gym.utils.RecordConstructorArgs):
             randomize=randomize, fast_render=fast_render,
             occlusion_tolerance=occlusion_tolerance, framing=framing,
         )
-        base = env.unwrapped
-        model, data = getattr(base, "model", None), getattr(base, "data", None)
-        if not (isinstance(model, mujoco.MjModel) and isinstance(data, mujoco.MjData)):
-            raise ValueError(
-                f"MultiViewCameras: expected a MuJoCo-based env whose unwrapped env has "
-                f"`model` (mujoco.MjModel) and `data` (mujoco.MjData), got "
-                f"{type(base).__name__} with model={type(model).__name__}, "
-                f"data={type(data).__name__}"
-            )
+        model, data = mujoco_handles(env)
         super().__init__(env)
+        # dm_control tasks (Shimmy) seed a np.random.RandomState: seeds must be < 2**32.
+        self._legacy_seeding = not isinstance(getattr(env.unwrapped, "model", None),
+                                              mujoco.MjModel)
         # Advertise what this wrapper renders (the mosaic), not the wrapped env's "human".
         self.metadata = {**env.metadata, "render_modes": list(RENDER_MODES)}
         self.model: mujoco.MjModel = model
@@ -408,6 +435,8 @@ class MultiViewCameras(gym.Wrapper, gym.utils.RecordConstructorArgs):
                             for s in self.keypoint_sources]
         self._containing_bodies = [same_object_bodies(model.body_rootid, s.own_body)
                                    for s in self.keypoint_sources]
+        self._own_geoms = [frozenset((s.object_id,)) if s.kind == "geom" else frozenset()
+                           for s in self.keypoint_sources]
 
         c, h, w = self.num_cameras, self.height, self.width
         inf = np.inf
@@ -465,8 +494,15 @@ class MultiViewCameras(gym.Wrapper, gym.utils.RecordConstructorArgs):
     # ------------------------------------------------------------------ gym API
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None
               ) -> tuple[dict[str, Any], dict[str, Any]]:
-        """Reset the wrapped env, then draw the rig (from ``seed`` when given) and render."""
-        obs, info = self.env.reset(seed=seed, options=options)
+        """Reset the wrapped env, then draw the rig (from ``seed`` when given) and render.
+
+        Seeds of any size work: the wrapped env gets seeds >= 2**32 folded to 32 bits when it
+        only takes those (dm_control tasks seed a legacy ``RandomState``); the rig always
+        draws from the full seed."""
+        env_seed = seed
+        if seed is not None and seed >= 2**32 and self._legacy_seeding:
+            env_seed = int(np.random.SeedSequence(int(seed)).generate_state(1, np.uint32)[0])
+        obs, info = self.env.reset(seed=env_seed, options=options)
         if seed is not None:
             self._rig_rng = np.random.default_rng(
                 np.random.SeedSequence([int(seed), _RIG_STREAM]))
@@ -596,12 +632,12 @@ class MultiViewCameras(gym.Wrapper, gym.utils.RecordConstructorArgs):
             and the first rendered geom a ray from the camera centre towards the point meets
             is not more than ``occlusion_tolerance`` before it — not counting geoms of the
             keypoint's own, parent and child bodies, nor geoms of the same articulated
-            object that contain the point.
+            object that contain the point, nor a ``geom:`` keypoint's own geom.
         """
         return keypoint_visibility(self.model, self.data, keypoints, uv, depth, self._centres,
                                    (self.width, self.height), self._own_bodies,
                                    self.occlusion_tolerance, self._geomgroup,
-                                   self._containing_bodies)
+                                   self._containing_bodies, self._own_geoms)
 
 
 # ---------------------------------------------------------------------------- registration
@@ -632,6 +668,13 @@ def make_multiview(base_id: str, base_kwargs: Mapping[str, Any] | None = None,
         raise ValueError(f"{base_id} + MultiViewCameras: unknown option(s) {unknown}; valid "
                          f"options are {sorted(MultiViewCameras.OPTIONS)} and base_kwargs "
                          f"(keyword arguments of gymnasium.make({base_id!r}))")
+    if base_id.startswith(DM_CONTROL_NAMESPACE):
+        try:
+            import shimmy  # noqa: F401  (registers the dm_control/... ids with Gymnasium)
+        except ImportError as exc:
+            raise ModuleNotFoundError(
+                f"{base_id}: dm_control tasks are made through Shimmy, which is not installed; "
+                "pip install 's3k-envs[dm_control]' (or pip install shimmy)") from exc
     env = gym.make(base_id, render_mode=render_mode, disable_env_checker=True,
                    **dict(base_kwargs or {}))
     try:
@@ -693,6 +736,16 @@ EXAMPLES: dict[str, tuple[str, dict[str, Any]]] = {
         "distance": (1.4, 1.8),
         "elevation": (math.radians(30), math.radians(65)),
         "lookat_jitter": 0.05,
+    }),
+    # dm_control suite tasks (through Shimmy: pip install 's3k-envs[dm_control]'), framed
+    # automatically. Reacher: the elbow, the fingertip and the target sphere (the shoulder
+    # sits inside the world's base cylinder: no camera sees it).
+    "S3K-DMC-Reacher-v0": ("dm_control/reacher-hard-v0", {
+        "keypoints": {"elbow": "body:hand", "fingertip": "geom:finger", "target": "geom:target"},
+    }),
+    # Manipulator: the arm's wrist, the ball it has to bring and the target ball.
+    "S3K-DMC-Manipulator-v0": ("dm_control/manipulator-bring_ball-v0", {
+        "keypoints": {"hand": "body:hand", "ball": "body:ball", "target": "body:target_ball"},
     }),
 }
 
