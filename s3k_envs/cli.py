@@ -72,6 +72,8 @@ FORWARDED: dict[str, tuple[str, str]] = {
     "generate": ("s3k_envs.keypoints.data", "generate a labelled/unlabelled multi-view dataset"),
     "train": ("s3k_envs.keypoints.train", "train an S3K keypoint model"),
     "evaluate": ("s3k_envs.keypoints.evaluate", "evaluate a keypoint checkpoint on a dataset"),
+    "descriptors": ("s3k_envs.descriptors.cli", "label-free descriptor keypoints: generate, "
+                    "train, select, evaluate"),
 }
 
 

@@ -264,20 +264,19 @@ def train(scenes: SceneSet, config: TrainConfig, checkpoint: str | os.PathLike[s
                              config.occlusion_tolerance)
         terms = pair_loss(model, batch, config, image_size)
         loss = terms["total"]
-        if not math.isfinite(float(loss.detach())):
-            raise FloatingPointError(f"descriptor loss is {float(loss.detach())} at step {step}; "
-                                     "lower lr or check the scenes")
+        values = [float(terms[k].detach()) for k in ("total", "heatmap", "spatial", "depth")]
+        if not math.isfinite(values[0]):
+            raise FloatingPointError(f"descriptor loss is {values[0]} at step {step}; lower lr "
+                                     "or check the scenes")
         optim.zero_grad(set_to_none=True)
         loss.backward()
         optim.step()
         step += 1
         cpu = cpu_total + time.process_time() - start_cpu
-        history.append((step, cpu, float(loss), float(terms["heatmap"]),
-                        float(terms["spatial"]), float(terms["depth"])))
+        history.append((step, cpu, *values))
         if log and (step % log_every == 0 or step == 1):
-            log(f"step {step:6d}  cpu {cpu:7.1f} s  loss {float(loss):.4f}  heatmap "
-                f"{float(terms['heatmap']):.4f}  spatial {float(terms['spatial']):.2f} px  "
-                f"depth {float(terms['depth']) * 1000:.1f} mm")
+            log(f"step {step:6d}  cpu {cpu:7.1f} s  loss {values[0]:.4f}  heatmap "
+                f"{values[1]:.4f}  spatial {values[2]:.2f} px  depth {values[3] * 1000:.1f} mm")
         if step % config.checkpoint_every == 0:
             save()
     save()
