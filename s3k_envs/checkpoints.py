@@ -9,9 +9,9 @@ so :func:`default_checkpoint` looks in both places:
 2. ``<repo>/assets/checkpoints/`` next to the package (editable install or a plain checkout).
 
 An env may fall back to the checkpoint of another env whose scene and keypoints it shares
-(:data:`FALLBACKS`: ``S3K-BoxDistractors-v0`` uses the Box model when it has none of its
-own). ``gymnasium.make(ENV_ID, obs_mode="keypoints")`` uses this resolver;
-``keypoint_checkpoint=PATH`` overrides it.
+(:data:`FALLBACKS`: ``S3K-BoxDistractors-v0`` and ``S3K-BoxPush-v0`` use the Box model when
+they have none of their own). ``gymnasium.make(ENV_ID, obs_mode="keypoints")`` uses this
+resolver; ``keypoint_checkpoint=PATH`` overrides it.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ CHECKPOINT_DIRS: tuple[Path, ...] = (
 #: so a dedicated checkpoint is better when one exists).
 FALLBACKS: dict[str, tuple[str, ...]] = {
     "S3K-BoxDistractors-v0": ("S3K-Box-v0",),
+    "S3K-BoxPush-v0": ("S3K-Box-v0",),  # the same box, corners and camera rig
 }
 
 

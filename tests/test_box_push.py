@@ -227,3 +227,15 @@ def test_depth_before_reset_raises():
             env.unwrapped.render_depth_and_segmentation()
     finally:
         env.close()
+
+
+def test_keypoint_observation_with_the_box_checkpoint():
+    """obs_mode="keypoints" falls back to the shipped S3K Box model (same box and corners)."""
+    env = gym.make(ENV_ID, obs_mode="keypoints")
+    try:
+        obs, info = env.reset(seed=0)
+        assert obs["keypoints"].shape == (3, 3) and "goal_keypoints" in obs
+        err = np.linalg.norm(obs["keypoints"] - info["keypoints"], axis=1)
+        assert np.median(err) < 0.02, err
+    finally:
+        env.close()

@@ -321,3 +321,40 @@ def test_too_few_cameras_is_refused(scenes64):
                    scenes64.object_pose)
     with pytest.raises(ValueError, match="2 cameras"):
         sample_pairs(one, 2, 8, np.random.default_rng(0))
+
+
+# ------------------------------------------------------------------ wrapper
+
+
+def test_descriptor_keypoint_observation(trained, scenes64, tmp_path):
+    from s3k_envs.wrappers import DescriptorKeypointObservation
+
+    path, _, _ = trained
+    work = tmp_path / "refs.pt"
+    work.write_bytes(path.read_bytes())
+    payload = load_checkpoint(work)
+    attach_references(work, select_references(
+        payload["model"], scenes64.subset(slice(10, 12)), payload["config"], num_keypoints=3,
+        num_candidates=20, scoring_scenes=2))
+    env = DescriptorKeypointObservation(gym.make("S3K-BoxPush-v0", image_size=64), work)
+    try:
+        obs, info = env.reset(seed=0)
+        assert obs["keypoints"].shape == (3, 3) and obs["keypoints"].dtype == np.float32
+        assert obs["keypoint_confidence"].shape == (3,)
+        assert "images" not in obs and "goal_keypoints" in obs and "gripper_pos" in obs
+        assert env.observation_space.contains(obs)
+        assert info["predicted_keypoints_2d"].shape == (4, 3, 2)
+        assert info["keypoints"].shape == (3, 3)  # the env's ground truth stays in info
+        # the predicted keypoints are on the box: within its half-diagonal of its centre
+        centre = info["keypoints"][[0, 2]].mean(0)
+        assert np.all(np.linalg.norm(obs["keypoints"] - centre, axis=1) < 0.2)
+        obs, *_ = env.step(np.zeros(6, dtype=np.float32))
+        assert env.observation_space.contains(obs)
+        assert env.keypoint_names == ["descriptor_0", "descriptor_1", "descriptor_2"]
+    finally:
+        env.close()
+    with pytest.raises(ValueError, match="64x64"):
+        DescriptorKeypointObservation(gym.make("S3K-BoxPush-v0", image_size=32), work)
+    with pytest.raises(DescriptorCheckpointError, match="expected 5"):
+        DescriptorKeypointObservation(gym.make("S3K-BoxPush-v0", image_size=64), work,
+                                      num_keypoints=5)

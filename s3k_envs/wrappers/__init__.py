@@ -4,6 +4,8 @@ calibrated multi-view env.
 * :class:`FeatureObservation` (``features.py``): the base of the wrappers that replace the
   images and calibration by features computed from them.
 * :class:`KeypointObservation` (``keypoints.py``): images + calibration -> 3D keypoints.
+* :class:`DescriptorKeypointObservation` (``descriptor_keypoints.py``): the same output from
+  label-free dense-descriptor keypoints (:mod:`s3k_envs.descriptors`).
 * :class:`KeypointReward` (``rewards.py``): reward and success from keypoint distances.
 * :class:`MultiViewCameras` (``multiview.py``): a randomized calibrated camera rig for any
   MuJoCo-based Gymnasium env.
@@ -17,6 +19,7 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
+    "DescriptorKeypointObservation": "s3k_envs.wrappers.descriptor_keypoints",
     "FeatureObservation": "s3k_envs.wrappers.features",
     "KeypointObservation": "s3k_envs.wrappers.keypoints",
     "KeypointReward": "s3k_envs.wrappers.rewards",
