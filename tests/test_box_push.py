@@ -239,3 +239,18 @@ def test_keypoint_observation_with_the_box_checkpoint():
         assert np.median(err) < 0.02, err
     finally:
         env.close()
+
+
+def test_set_goal(make_env):
+    env = make_env(ENV_ID, goal_images=True)
+    obs, _ = env.reset(seed=0)
+    u = env.unwrapped
+    goal = u.set_goal([0.05, -0.02, 0.3])
+    np.testing.assert_allclose(goal, box_corners(0.05, -0.02, 0.3), atol=1e-6)
+    obs2, _, _, _, info = env.step(np.zeros(6, dtype=np.float32))
+    np.testing.assert_allclose(obs2["goal_keypoints"], goal)
+    np.testing.assert_allclose(info["goal_pose"], [0.05, -0.02, 0.3], atol=1e-6)
+    assert not np.array_equal(obs2["goal_images"], obs["goal_images"])
+    for bad in ([0.0, 0.0], [[0.0, 0.0, 0.0]], [0.0, np.nan, 0.0], "far"):
+        with pytest.raises(ValueError, match="goal_pose"):
+            u.set_goal(bad)

@@ -230,6 +230,38 @@ class BoxPushEnv(MultiViewEnv):
         """Planar goal pose of the box: ``(3,)`` (x m, y m, yaw rad)."""
         return self._goal_pose.copy()
 
+    def set_goal(self, goal_pose: Any) -> np.ndarray:
+        """Replace this episode's goal (e.g. a fixed list of goals for a benchmark).
+
+        Call it after ``reset``; the next ``step`` observes and rewards the new goal (the
+        observation ``reset`` returned still shows the drawn one).
+
+        Args:
+            goal_pose: ``(3,)`` planar box pose (x m, y m, yaw rad).
+
+        Returns:
+            ``(K, 3)`` float32 goal keypoints, m.
+
+        Raises:
+            ValueError: not 3 finite numbers. RuntimeError: before ``reset``.
+        """
+        if self._needs_reset:
+            raise RuntimeError("call reset() before set_goal()")
+        try:
+            goal = np.asarray(goal_pose, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise ValueError(f"goal_pose: expected (x, y, yaw) numbers, got {goal_pose!r}"
+                             ) from None
+        if goal.shape != (3,) or not np.all(np.isfinite(goal)):
+            raise ValueError(f"goal_pose: expected 3 finite numbers (x m, y m, yaw rad), got "
+                             f"shape {goal.shape}: {goal.tolist()}")
+        goal[2] = float(wrap_angle(goal[2]))
+        self._goal_pose = goal
+        self._goal_keypoints = box_corners(*goal)
+        if self.options["goal_images"]:
+            self._goal_images = self._render_goal_images()
+        return self._goal_keypoints.astype(np.float32)
+
     def _set_box_pose(self, x: float, y: float, yaw: float) -> None:
         adr, dadr = self._box_qadr, self._box_dadr
         self.data.qpos[adr : adr + 3] = [x, y, BOX_SIZE[2] / 2]
