@@ -442,6 +442,9 @@ def _finalise(root: Path, manifest: dict[str, Any]) -> Path:
     """Validate every shard (checksums included), add label statistics, write the manifest
     (atomically, last) and remove the progress file."""
     labels = triangulable = 0
+    k = len(manifest["keypoint_names"])
+    views_per_kp = np.zeros(k, dtype=np.int64)
+    triangulable_per_kp = np.zeros(k, dtype=np.int64)
     for entry in manifest["shards"]:
         path = root / entry["file"]
         if not path.is_file():
@@ -451,12 +454,19 @@ def _finalise(root: Path, manifest: dict[str, Any]) -> Path:
         counts = arrays["label_mask"].sum(axis=1)  # (m, K) cameras per keypoint
         labels += int(counts.sum())
         triangulable += int((counts >= 2).sum())
+        views_per_kp += counts.sum(axis=0)
+        triangulable_per_kp += (counts >= 2).sum(axis=0)
         del arrays
-    k = len(manifest["keypoint_names"])
     manifest["label_stats"] = {
         "labels": labels,
         "keypoint_instances": manifest["num_labelled"] * k,
         "keypoint_instances_with_2plus_cameras": triangulable,
+        # per keypoint: labelled views, and labelled samples it is seen in by >= 2 cameras
+        "per_keypoint": {
+            name: {"labelled_views": int(views_per_kp[i]),
+                   "samples_with_2plus_cameras": int(triangulable_per_kp[i])}
+            for i, name in enumerate(manifest["keypoint_names"])
+        },
     }
     write_json(root / MANIFEST_NAME, manifest)
     with contextlib.suppress(FileNotFoundError):
@@ -570,7 +580,51 @@ def main(argv: list[str] | None = None) -> Path:
           f"({manifest['num_labelled']} labelled), {manifest['num_cameras']} cameras "
           f"{manifest['image_size'][0]}x{manifest['image_size'][1]}, "
           f"{time.perf_counter() - start:.1f} s")
+    for line in label_report(manifest):
+        print(line, file=sys.stderr if line.startswith("warning") else sys.stdout)
     return out
+
+
+#: A keypoint labelled in fewer than this fraction of the labelled views (or in fewer than
+#: :data:`MIN_LABELLED_VIEWS`) gets a warning from ``s3k generate``.
+MIN_VIEW_FRACTION = 0.05
+MIN_LABELLED_VIEWS = 10
+
+
+def label_report(manifest: Mapping[str, Any]) -> list[str]:
+    """Lines for ``s3k generate``: per keypoint, in how many labelled views it is labelled
+    (visible) and in how many labelled samples >= 2 cameras see it; then a warning that
+    names every keypoint with too few labels to train and the likely causes.
+
+    Args:
+        manifest: a finished dataset's manifest (``label_stats.per_keypoint`` present).
+
+    Returns:
+        Lines of text (warnings start with ``"warning"``); empty without labelled samples.
+    """
+    stats = manifest.get("label_stats", {}).get("per_keypoint")
+    num_labelled = int(manifest.get("num_labelled", 0))
+    if not stats or num_labelled == 0:
+        return []
+    views = num_labelled * int(manifest["num_cameras"])
+    lines = [f"labels per keypoint ({num_labelled} labelled samples x "
+             f"{manifest['num_cameras']} cameras = {views} views):"]
+    scarce = []
+    for name, st in stats.items():
+        n = st["labelled_views"]
+        lines.append(f"  {name}: {n} views ({100 * n / views:.0f} %), seen by >= 2 cameras in "
+                     f"{st['samples_with_2plus_cameras']} samples")
+        if n < max(MIN_LABELLED_VIEWS, MIN_VIEW_FRACTION * views):
+            scarce.append(f"{name} ({n} views)")
+    if scarce:
+        lines.append(
+            f"warning: too few labels to train {', '.join(scarce)}. A keypoint that is never "
+            "labelled is never visible: it may sit inside a geom (a body's frame origin inside "
+            "a link: try 'com:NAME' or a site on the surface), lie outside every camera's view "
+            "(look at the rig with `s3k snapshot ENV_ID`), or be hidden by something in front. "
+            "`s3k train` refuses keypoints without labels unless given "
+            "--allow-unlabelled-keypoints.")
+    return lines
 
 
 if __name__ == "__main__":

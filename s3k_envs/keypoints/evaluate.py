@@ -136,13 +136,18 @@ def _stats_mm(err_m: np.ndarray) -> dict[str, float]:
 
 
 def keypoint_metrics(pred: Mapping[str, np.ndarray], data: Mapping[str, np.ndarray],
-                     keypoint_names: Sequence[str]) -> dict[str, Any]:
+                     keypoint_names: Sequence[str],
+                     exclude_from_overall: Sequence[str] = ()) -> dict[str, Any]:
     """RMS pixel and 3D (mm) errors; see the module docstring.
 
     Args:
         pred: :func:`run_predictions` output.
         data: :func:`labelled_view` dict with the ground truth.
         keypoint_names: K names, for the per-keypoint entries.
+        exclude_from_overall: names kept out of the overall ``rms_px`` / ``mm`` (e.g.
+            keypoints the model was trained without labels for); listed in the result as
+            ``excluded_from_overall``. Keypoints without a labelled view in ``data`` have no
+            RMS and are listed as ``no_labelled_views`` (the overall RMS is over the others).
     """
     mask = np.asarray(data["label_mask"], dtype=bool)
     gt2 = np.where(mask[..., None], np.asarray(data["keypoints_2d"], dtype=np.float64), 0.0)
@@ -155,11 +160,20 @@ def keypoint_metrics(pred: Mapping[str, np.ndarray], data: Mapping[str, np.ndarr
             "rms_px": float(np.sqrt(d2[..., k][mk].mean())) if mk.any() else float("nan"),
             "mm": _stats_mm(err3[:, k]),
         }
+    unknown = sorted(set(exclude_from_overall) - set(keypoint_names))
+    if unknown:
+        raise ValueError(f"exclude_from_overall: {unknown} are not keypoints "
+                         f"({list(keypoint_names)})")
+    keep = np.array([name not in exclude_from_overall for name in keypoint_names], dtype=bool)
+    overall_mask = mask & keep
     return {
         "num_samples": len(err3),
-        "rms_px": float(np.sqrt(d2[mask].mean())) if mask.any() else float("nan"),
-        "mm": _stats_mm(err3),
+        "rms_px": (float(np.sqrt(d2[overall_mask].mean())) if overall_mask.any()
+                   else float("nan")),
+        "mm": _stats_mm(err3[:, keep]),
         "per_keypoint": per_kp,
+        "excluded_from_overall": [n for n, k in zip(keypoint_names, keep, strict=True) if not k],
+        "no_labelled_views": [n for k, n in enumerate(keypoint_names) if not mask[..., k].any()],
     }
 
 
@@ -196,7 +210,8 @@ def overlay_figure(data: Mapping[str, np.ndarray], pred: Mapping[str, np.ndarray
 
 def evaluate(predict: PredictFn, arrays: Mapping[str, np.ndarray],
              keypoint_names: Sequence[str], batch: int = 16, max_samples: int | None = None,
-             figure_samples: int = 0, plain_predict: PredictFn | None = None
+             figure_samples: int = 0, plain_predict: PredictFn | None = None,
+             exclude_from_overall: Sequence[str] = ()
              ) -> tuple[dict[str, Any], np.ndarray | None]:
     """Metrics (and optionally the overlay figure) of ``predict`` on a dataset.
 
@@ -209,14 +224,17 @@ def evaluate(predict: PredictFn, arrays: Mapping[str, np.ndarray],
         figure_samples: samples in the overlay figure (0: no figure).
         plain_predict: optional second predictor (e.g. plain mean) reported as
             ``mm_plain_mean``.
+        exclude_from_overall: keypoint names kept out of the overall numbers
+            (:func:`keypoint_metrics`).
     """
     data = labelled_view(arrays, max_samples)
     pred = run_predictions(predict, data, batch, keep_heatmaps=figure_samples)
-    metrics = keypoint_metrics(pred, data, keypoint_names)
+    metrics = keypoint_metrics(pred, data, keypoint_names, exclude_from_overall)
     if plain_predict is not None:
-        plain = run_predictions(plain_predict, data, batch)
-        metrics["mm_plain_mean"] = keypoint_metrics(plain, data, keypoint_names)["mm"]
-        metrics["rms_px_plain_mean"] = keypoint_metrics(plain, data, keypoint_names)["rms_px"]
+        plain = keypoint_metrics(run_predictions(plain_predict, data, batch), data,
+                                 keypoint_names, exclude_from_overall)
+        metrics["mm_plain_mean"] = plain["mm"]
+        metrics["rms_px_plain_mean"] = plain["rms_px"]
     figure = None
     if figure_samples:
         notes = ("dot: labelled keypoint, small ring: label hidden/outside, "
@@ -255,6 +273,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         predictor_fn(predictor), arrays, predictor.keypoint_names, batch=args.batch,
         max_samples=args.max_samples, figure_samples=args.figure_samples,
         plain_predict=predictor_fn(plain),
+        exclude_from_overall=predictor.config.get("unlabelled_keypoints", []),
     )
     metrics = {"checkpoint": str(args.checkpoint), "data": str(args.data),
                "window_px": predictor.window_px, **metrics}
@@ -266,6 +285,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     mm = metrics["mm"]
     print(f"{metrics['num_samples']} samples: 3D error median {mm['median']:.1f} mm, mean "
           f"{mm['mean']:.1f} mm, p90 {mm['p90']:.1f} mm; RMS {metrics['rms_px']:.2f} px")
+    if metrics["excluded_from_overall"]:
+        print(f"  (overall numbers leave out {metrics['excluded_from_overall']}: the model was "
+              "trained without labels for them)")
+    if metrics["no_labelled_views"]:
+        print(f"  (no labelled view of {metrics['no_labelled_views']} in this dataset: the "
+              "overall RMS px is over the other keypoints)")
     for name, m in metrics["per_keypoint"].items():
         rms = (f"RMS {m['rms_px']:.2f} px" if math.isfinite(m["rms_px"])
                else "RMS n/a (no labelled view of it in this dataset)")

@@ -132,6 +132,8 @@ class TrainConfig:
     unsup_max_residual_px: float = 5.0
     unsup_min_views: int = 2
     unsup_target_views: str = "all"
+    # train keypoints that no labelled view shows (their heatmaps learn nothing supervised)
+    allow_unlabelled_keypoints: bool = False
 
     def __post_init__(self) -> None:
         if self.clock not in ("wall", "cpu"):
@@ -354,6 +356,17 @@ def train(
             f"{(num_cameras, height, width)}"
         )
     mcfg = model_config(cfg, names, num_cameras, (height, width), env_id)
+    views = np.asarray(lab.label_mask).reshape(-1, num_kp).sum(axis=0)
+    never = [name for name, n in zip(names, views, strict=True) if n == 0]
+    if never and not cfg.allow_unlabelled_keypoints:
+        raise ValueError(
+            f"{sources.get('labelled', 'labelled data')}: keypoint(s) {never} have no labelled "
+            f"view in {len(lab)} labelled samples, so nothing would teach the model where they "
+            "are (s3k generate warns about this, and names likely causes). Fix the keypoint "
+            "(e.g. 'com:NAME' instead of a body origin inside a geom) or pass "
+            "--allow-unlabelled-keypoints to train them anyway")
+    # Recorded in the checkpoint, so that `s3k evaluate` keeps them out of overall numbers.
+    mcfg["unlabelled_keypoints"] = never
     torch.manual_seed(cfg.seed)
     random.seed(cfg.seed)
     model = build_model(mcfg)
@@ -619,6 +632,9 @@ def build_parser() -> argparse.ArgumentParser:
                    default=d.unsup_target_views,
                    help="views that receive the self-supervised target")
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--allow-unlabelled-keypoints", action="store_true",
+                   help="train even if a keypoint has no labelled view (it is recorded in the "
+                        "checkpoint and left out of `s3k evaluate`'s overall numbers)")
     return p
 
 
