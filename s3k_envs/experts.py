@@ -265,8 +265,10 @@ def make_expert(env: gym.Env) -> Callable[[dict[str, np.ndarray], dict[str, Any]
 
 
 class BoxPushExpert:
-    """Scripted pusher for S3K-BoxPush-v0 from the true box and goal poses in ``info``
-    (``box_pose``, ``goal_pose``: x m, y m, yaw rad) and ``obs["gripper_pos"]``.
+    """Scripted pusher for the push envs (S3K-BoxPush-v0, S3K-ShoePush-v0) from the true
+    object and goal poses in ``info`` (``object_pose``, ``goal_pose``: x m, y m, yaw rad of
+    the footprint centre), the env's footprint (``footprint_half``, m) and
+    ``obs["gripper_pos"]``.
 
     Each step it picks a push direction ``n``: towards the goal centre while the centre is
     more than ``position_tolerance`` away, else across the box's long side (to turn it).
@@ -278,21 +280,20 @@ class BoxPushExpert:
     ``gain`` of the remaining distance per step, correcting sideways drift.
 
     Args:
-        env: a (wrapped) BoxPush env; reads its speed, control rate and success tolerances.
+        env: a (wrapped) push env; reads its speed, control rate, success tolerances and the
+            current object's footprint.
         gain: fraction of the remaining centre error pushed per control step.
     """
 
-    #: Box half extents (m) and the pusher's reach from its tool centre point (m, x and y).
-    _BOX_HALF = np.array([0.0995, 0.0525])
     _PUSHER_RADIUS = 0.03  # m: finger reach 27 mm + margin
     _PUSHER_HALF = np.array([0.008, 0.027])  # m: pusher extent along world x and y
-    _CLEAR_RADIUS = 0.16  # m: a pusher this far from the box centre never touches it
 
     def __init__(self, env: gym.Env, gain: float = 0.6) -> None:
         base = env.unwrapped
-        if not hasattr(base, "goal_pose"):
-            raise ValueError(f"BoxPushExpert needs a BoxPush env (with a goal pose), got "
+        if not hasattr(base, "goal_pose") or not hasattr(base, "footprint_half"):
+            raise ValueError(f"BoxPushExpert needs a push env (goal pose and footprint), got "
                              f"{type(base).__name__}")
+        self.base = base
         self.gain = gain
         self.hz = float(base.options["control_hz"])
         self.max_lin = float(base.options["max_linear_speed"])
@@ -306,7 +307,8 @@ class BoxPushExpert:
         """Extent (m) of the box from its centre along the unit direction ``n`` (2,)."""
         c, s = math.cos(yaw), math.sin(yaw)
         ax, ay = np.array([c, s]), np.array([-s, c])
-        return float(abs(n @ ax) * self._BOX_HALF[0] + abs(n @ ay) * self._BOX_HALF[1])
+        half = self._half
+        return float(abs(n @ ax) * half[0] + abs(n @ ay) * half[1])
 
     def _face_distance(self, box: np.ndarray, point: np.ndarray, direction: np.ndarray
                        ) -> float:
@@ -316,7 +318,7 @@ class BoxPushExpert:
         rot = np.array([[c, s], [-s, c]])  # world -> box frame
         p, d = rot @ (point - box[:2]), rot @ direction
         with np.errstate(divide="ignore"):
-            t = np.where(np.abs(d) > 1e-9, (np.sign(d) * self._BOX_HALF - p) / d, np.inf)
+            t = np.where(np.abs(d) > 1e-9, (np.sign(d) * self._half - p) / d, np.inf)
         return float(max(0.0, t.min()))
 
     def _hits_box(self, box: np.ndarray, start: np.ndarray, end: np.ndarray) -> bool:
@@ -326,11 +328,12 @@ class BoxPushExpert:
         rot = np.array([[c, s], [-s, c]])  # world -> box frame
         pts = start + np.linspace(0.0, 1.0, 25)[:, None] * (end - start)
         local = np.abs((pts - box[:2]) @ rot.T)
-        inside = np.all(local < self._BOX_HALF + self._PUSHER_RADIUS, axis=1)
+        inside = np.all(local < self._half + self._PUSHER_RADIUS, axis=1)
         return bool(inside.any())
 
     def __call__(self, obs: dict[str, np.ndarray], info: dict[str, Any]) -> np.ndarray:
-        box = np.asarray(info["box_pose"], dtype=np.float64)
+        self._half = np.asarray(self.base.footprint_half, dtype=np.float64)
+        box = np.asarray(info["object_pose"], dtype=np.float64)
         goal = np.asarray(info["goal_pose"], dtype=np.float64)
         pos = np.asarray(obs["gripper_pos"], dtype=np.float64)[:2]
         err = goal[:2] - box[:2]
@@ -372,7 +375,8 @@ class BoxPushExpert:
                 rel_pre = target - box[:2]
                 turn = _wrap(math.atan2(rel_pre[1], rel_pre[0]) - ang_now)
                 ang = ang_now + math.copysign(min(abs(turn), 0.8), turn)
-                radius = max(self._CLEAR_RADIUS, float(np.linalg.norm(rel_box)))
+                clear = float(np.hypot(*self._half)) + self._PUSHER_RADIUS + 0.02
+                radius = max(clear, float(np.linalg.norm(rel_box)))
                 target = box[:2] + radius * np.array([math.cos(ang), math.sin(ang)])
         vel = (target - pos) * self.hz
         speed = float(np.linalg.norm(vel))

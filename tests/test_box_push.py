@@ -47,7 +47,7 @@ def test_observation_layout_and_goal(make_env):
     assert not np.array_equal(obs["goal_images"], obs["images"])  # the box is elsewhere
     assert env.observation_space.contains(obs)
     # goal within the documented range
-    start, goal = info["box_pose"], info["goal_pose"]
+    start, goal = info["object_pose"], info["goal_pose"]
     dist = float(np.hypot(*(goal[:2] - start[:2])))
     assert 0.04 - 1e-6 <= dist <= 0.10 + 1e-6
     assert np.all(np.abs(goal[:2]) <= 0.10 + 1e-6)
@@ -68,7 +68,7 @@ def test_same_seed_gives_identical_episodes(goal_mode, make_env):
     for (o1, i1), (o2, i2) in zip(*runs, strict=True):
         for key in o1:
             np.testing.assert_array_equal(o1[key], o2[key], err_msg=key)
-        for key in ("keypoints", "goal_keypoints", "box_pose", "goal_pose"):
+        for key in ("keypoints", "goal_keypoints", "object_pose", "goal_pose"):
             np.testing.assert_array_equal(i1[key], i2[key], err_msg=key)
     other = make_env(ENV_ID, goal_mode=goal_mode)
     _, info = other.reset(seed=8)
@@ -79,8 +79,8 @@ def test_pushes_goal_leaves_the_start_state_untouched(make_env):
     env = make_env(ENV_ID, goal_mode="pushes")
     _, info = env.reset(seed=3)
     u = env.unwrapped
-    assert np.allclose(info["box_pose"], u.box_pose())
-    assert np.hypot(*(info["goal_pose"][:2] - info["box_pose"][:2])) > 1e-3
+    assert np.allclose(info["object_pose"], u.object_pose())
+    assert np.hypot(*(info["goal_pose"][:2] - info["object_pose"][:2])) > 1e-3
     assert np.all(np.abs(info["goal_pose"][:2]) <= u.options["goal_xy_range"] + 1e-9)
     assert u.data.time == 0.0
 
@@ -150,14 +150,14 @@ def test_scripted_push_moves_the_box(make_env):
     env = make_env(ENV_ID, images=False)
     _, info = env.reset(seed=0)
     u = env.unwrapped
-    x, y, yaw = info["box_pose"]
+    x, y, yaw = info["object_pose"]
     # pusher 5 cm outside the -x side of the box, pushing along the box's +x axis
     ax = np.array([math.cos(yaw), math.sin(yaw)])
     start = np.array([x, y]) - ax * (BOX_SIZE[0] / 2 + 0.05)
     place_gripper(env, [*start, u.options["push_height"]])
     for _ in range(4):
         _, _, _, _, info = env.step(np.array([*(ax * 0.5), 0, 0, 0, 0], dtype=np.float32))
-    moved = info["box_pose"][:2] - np.array([x, y])
+    moved = info["object_pose"][:2] - np.array([x, y])
     assert moved @ ax > 0.03, moved
     assert abs(moved @ np.array([-ax[1], ax[0]])) < 0.02
 
@@ -167,7 +167,7 @@ def test_reward_and_success_at_the_goal(make_env):
     _, info = env.reset(seed=5)
     assert not info["is_success"] and info["keypoint_distance"] > 0.02
     u = env.unwrapped
-    u._set_box_pose(*u.goal_pose)
+    u._set_object_pose(*u.goal_pose)
     place_gripper(env, [0.24, 0.24, u.options["push_height"]])
     _, reward, terminated, _, info = env.step(np.zeros(6, dtype=np.float32))
     assert info["is_success"] and terminated
@@ -183,7 +183,7 @@ def test_tanh_reward_is_bounded_with_bonus(make_env):
     assert 0.0 < reward < 1.0
     np.testing.assert_allclose(reward, 1 - math.tanh(info["keypoint_distance"] / 0.1), rtol=1e-6)
     u = env.unwrapped
-    u._set_box_pose(*u.goal_pose)
+    u._set_object_pose(*u.goal_pose)
     place_gripper(env, [0.24, 0.24, u.options["push_height"]])
     _, reward, terminated, _, info = env.step(np.zeros(6, dtype=np.float32))
     assert info["is_success"] and not terminated and reward > 10.9

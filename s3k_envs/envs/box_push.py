@@ -1,185 +1,43 @@
 """S3K-BoxPush-v0: push the board-game box to a goal pose (the task of "Keypoints into the
-Future", Manuelli et al. 2020), seen by the usual C randomized calibrated cameras.
+Future", Manuelli et al. 2020) with a planar pusher, seen by the usual C randomized
+calibrated cameras.
 
 The box of :mod:`s3k_envs.envs.box` (19.9 x 10.5 x 1.7 cm, lid art that makes its yaw
-unambiguous) lies on the table; the gripper is a **pusher** held at a fixed height
-(``push_height``, default 9 mm for the tool centre point, so the fingertips clear the table by
-4 mm and hit the box's 17 mm high sides) with a fixed orientation (fingers down, yaw 0).
-
-Action ``(6,)`` in [-1, 1] (the shape of every S3K env, so agents and wrappers need nothing
-special): ``a[0], a[1]`` are the pusher's x and y velocity in the world frame, times
-``max_linear_speed`` m/s, held for one control period; ``a[2]`` (z velocity) and ``a[3:]``
-(angular velocity) are **ignored**: the pusher's height and orientation are held (by the
-weld to its mocap target; contact with the box can tilt or turn it briefly).
+unambiguous) lies flat on the table. Everything else — the pusher and how the 6-D action
+maps to it (x, y velocity used; z and rotation ignored), goals (``goal_keypoints``, goal
+images, sampled or simulated-push goals, :meth:`~s3k_envs.envs.push.PushEnv.set_goal`),
+reward, success and the depth/segmentation rendering for descriptor training — is
+:class:`~s3k_envs.envs.push.PushEnv`; see :mod:`s3k_envs.envs.push`.
 
 Keypoints (the three top corners of :class:`~s3k_envs.envs.box.BoxEnv`, so an S3K model
 trained on S3K-Box-v0 applies unchanged): ``corner_0`` (+x, +y), ``corner_1`` (+x, -y),
-``corner_2`` (-x, -y), world metres.
-
-Goal: a box pose on the table, given as the keypoints of the box at that pose,
-``obs["goal_keypoints"]`` ``(K, 3)`` float32 m (also ``info["goal_keypoints"]``); with
-``goal_images=True`` also ``obs["goal_images"]`` ``(C, H, W, 3)`` uint8, the C views of the
-box at its goal pose (rendered once per reset, pusher hidden). ``goal_mode``:
-
-* ``"sampled"`` (default): the goal centre is the start centre moved by a distance drawn
-  uniformly from ``goal_distance`` (m) in a uniformly random direction, the goal yaw the
-  start yaw plus a uniform draw from ``[-goal_yaw, goal_yaw]`` (rad); draws whose centre
-  falls outside the square ``|x|, |y| <= goal_xy_range`` are redrawn. Every planar pose of a
-  box lying flat on a table is reachable by pushing.
-* ``"pushes"``: the goal is where the box ends after ``goal_pushes`` (min, max) simulated
-  random pushes from its start pose (the pusher pushes a random side at a random offset for
-  a random 3-8 cm), as in the paper; the simulation is then restored to the start state.
-
-Reward (option ``reward``), from the mean keypoint distance
-``d = mean_k |keypoint_k - goal_keypoint_k|`` (m, ``info["keypoint_distance"]``):
-
-* ``"distance"`` (default): ``-d``. The only way an episode ends early is success
-  (no workspace-exit termination: the pusher is clipped into ``gripper_bounds``, the box can
-  go anywhere on the table), so a negative per-step reward cannot teach an agent to end the
-  episode to escape it (DESIGN.md, "Rewards that RL can use"): it only pays to succeed fast.
-* ``"tanh"``: ``1 - tanh(d / reward_scale)`` per step, in (0, 1], plus ``success_bonus`` on
-  the step that succeeds (bounded and non-negative, for agents with ``terminate_on_success``
-  switched off or other time-limit handling).
-
-Success (``info["is_success"]``): the box centre within ``success_position`` (m, default
-2 cm) of the goal centre **and** the yaw within ``success_angle`` (rad, default 10 deg) of the
-goal yaw (``info["position_error"]`` m, ``info["angle_error"]`` rad in [0, pi]).
-
-Depth and segmentation for label-free descriptor training (never in the observation):
-:meth:`BoxPushEnv.render_depth_and_segmentation`, with the pushed object's body ids in
-:attr:`BoxPushEnv.object_body_ids`.
+``corner_2`` (-x, -y), world metres. The planar pose is the box centre and yaw.
 """
 
 from __future__ import annotations
 
-import math
-from typing import Any, ClassVar
-
-import gymnasium as gym
 import mujoco
 import numpy as np
-from gymnasium import spaces
 
-from s3k_envs.envs.base import MultiViewEnv
 from s3k_envs.envs.box import BOX_MASS, BOX_SIZE, add_textured_material, lid_texture
-from s3k_envs.rendering import MultiViewRenderer
+from s3k_envs.envs.push import PushEnv, yaw_rotation
 
 _CORNER_SIGNS = np.array([[1.0, 1.0, 1.0], [1.0, -1.0, 1.0], [-1.0, -1.0, 1.0]])
-#: Gap (m) between the pusher's tool centre point and a box side where a simulated goal push
-#: starts (the fingers reach 27 mm from the tool centre point along y).
-_PUSH_CLEARANCE = 0.04
-#: Speed of the simulated goal pushes, m/s.
-_PUSH_SPEED = 0.1
-REWARD_TYPES = ("distance", "tanh")
-GOAL_MODES = ("sampled", "pushes")
-
-
-def wrap_angle(angle: float | np.ndarray) -> float | np.ndarray:
-    """Angle(s) wrapped into [-pi, pi), rad."""
-    return (np.asarray(angle) + math.pi) % (2 * math.pi) - math.pi
-
-
-def yaw_of(rotation: np.ndarray) -> float:
-    """Yaw (rotation about world z) of a ``(3, 3)`` rotation matrix, rad in (-pi, pi]."""
-    return math.atan2(float(rotation[1, 0]), float(rotation[0, 0]))
+_CORNER_LOCAL = _CORNER_SIGNS * (np.asarray(BOX_SIZE) / 2)
 
 
 def box_corners(x: float, y: float, yaw: float) -> np.ndarray:
     """The task keypoints of a flat-lying box at planar pose ``(x, y, yaw)`` (m, m, rad):
     ``(3, 3)`` world points, m."""
-    c, s = math.cos(yaw), math.sin(yaw)
-    rot = np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
-    local = _CORNER_SIGNS * (np.asarray(BOX_SIZE) / 2)
-    return np.array([x, y, BOX_SIZE[2] / 2]) + local @ rot.T
+    return np.array([x, y, BOX_SIZE[2] / 2]) + _CORNER_LOCAL @ yaw_rotation(yaw).T
 
 
-class BoxPushEnv(MultiViewEnv):
-    """Push the board-game box to a goal pose with a planar pusher (see the module docstring).
-
-    Extra options (besides every option of :class:`~s3k_envs.envs.base.MultiViewEnv`):
-        push_height: z of the pusher's tool centre point, m (0.004..0.03, default 0.009).
-        box_xy_range: half-width of the square the start box centre is drawn from, m.
-        goal_mode: ``"sampled"`` or ``"pushes"``.
-        goal_distance: (min, max) start-to-goal centre distance, m (``"sampled"``).
-        goal_yaw: largest start-to-goal yaw change, rad (``"sampled"``).
-        goal_xy_range: goal centres stay in ``|x|, |y| <= goal_xy_range``, m.
-        goal_pushes: (min, max) number of simulated pushes (``"pushes"``).
-        goal_images: also observe the C views of the goal pose.
-        success_position (m), success_angle (rad): success tolerances.
-        reward: ``"distance"`` or ``"tanh"``; reward_scale (m, ``"tanh"``); success_bonus
-            (added on success, ``"tanh"``).
-    """
+class BoxPushEnv(PushEnv):
+    """Push the board-game box to a goal pose (see :mod:`s3k_envs.envs.push` for the options,
+    observation, reward and success)."""
 
     keypoint_names = ("corner_0", "corner_1", "corner_2")
-    TASK_OPTIONS: ClassVar[dict[str, Any]] = {
-        "gripper_bounds": ((-0.25, -0.25, 0.0), (0.25, 0.25, 0.4)),
-        "push_height": 0.009,
-        "box_xy_range": 0.06,
-        "goal_mode": "sampled",
-        "goal_distance": (0.04, 0.10),
-        "goal_yaw": math.radians(45),
-        "goal_xy_range": 0.10,
-        "goal_pushes": (1, 3),
-        "goal_images": False,
-        "success_position": 0.02,
-        "success_angle": math.radians(10),
-        "reward": "distance",
-        "reward_scale": 0.1,
-        "success_bonus": 0.0,
-    }
 
-    # ------------------------------------------------------------------ options
-    def _validate_task_options(self) -> None:
-        o = self.options
-
-        def positive(name: str, high: float) -> None:
-            v = o[name]
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v <= high:
-                raise ValueError(f"{name}: expected a number in (0, {high}], got {v!r}")
-
-        if not 0.004 <= o["push_height"] <= 0.03:
-            raise ValueError(f"push_height: expected 0.004..0.03 m (the box is "
-                             f"{BOX_SIZE[2]} m high), got {o['push_height']!r}")
-        if not 0 <= o["box_xy_range"] <= 0.15:
-            raise ValueError(f"box_xy_range: expected 0..0.15 m, got {o['box_xy_range']!r}")
-        if o["goal_mode"] not in GOAL_MODES:
-            raise ValueError(f"goal_mode: expected one of {list(GOAL_MODES)}, got "
-                             f"{o['goal_mode']!r}")
-        try:
-            lo, hi = (float(v) for v in o["goal_distance"])
-        except (TypeError, ValueError):
-            raise ValueError(f"goal_distance: expected (min, max) in m, got "
-                             f"{o['goal_distance']!r}") from None
-        if not 0 <= lo <= hi <= 0.3:
-            raise ValueError(f"goal_distance: expected 0 <= min <= max <= 0.3 m, got "
-                             f"{o['goal_distance']!r}")
-        if not 0 <= o["goal_yaw"] <= math.pi:
-            raise ValueError(f"goal_yaw: expected 0..pi rad, got {o['goal_yaw']!r}")
-        positive("goal_xy_range", 0.2)
-        try:
-            plo, phi = (int(v) for v in o["goal_pushes"])
-        except (TypeError, ValueError):
-            raise ValueError(f"goal_pushes: expected (min, max) counts, got "
-                             f"{o['goal_pushes']!r}") from None
-        if not 1 <= plo <= phi <= 20:
-            raise ValueError(f"goal_pushes: expected 1 <= min <= max <= 20, got "
-                             f"{o['goal_pushes']!r}")
-        if not isinstance(o["goal_images"], (bool, np.bool_)):
-            raise ValueError(f"goal_images: expected True or False, got {o['goal_images']!r}")
-        positive("success_position", 0.2)
-        positive("success_angle", math.pi)
-        if o["reward"] not in REWARD_TYPES:
-            raise ValueError(f"reward: expected one of {list(REWARD_TYPES)}, got {o['reward']!r}")
-        positive("reward_scale", 10.0)
-        if not 0 <= o["success_bonus"] < math.inf:
-            raise ValueError(f"success_bonus: expected a finite number >= 0, got "
-                             f"{o['success_bonus']!r}")
-        zlo, zhi = self.gripper_bounds[:, 2]
-        if not zlo <= o["push_height"] <= zhi:
-            raise ValueError(f"push_height {o['push_height']} m is outside gripper_bounds z "
-                             f"[{zlo}, {zhi}]")
-
-    # ------------------------------------------------------------------ scene
     def _build_task(self, spec: mujoco.MjSpec) -> None:
         add_textured_material(spec, "box_lid", lid_texture())
         body = spec.worldbody.add_body(name="box", pos=[0, 0, BOX_SIZE[2] / 2])
@@ -191,265 +49,17 @@ class BoxPushEnv(MultiViewEnv):
         geom.friction = [0.8, 0.01, 0.001]
 
     def _bind_task(self) -> None:
-        m = self.model
-        self._box_id = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_BODY, "box")
-        self._box_qadr = int(m.jnt_qposadr[m.body_jntadr[self._box_id]])
-        self._box_dadr = int(m.jnt_dofadr[m.body_jntadr[self._box_id]])
-        self._corner_local = _CORNER_SIGNS * (np.asarray(BOX_SIZE) / 2)
-        self._gripper_geoms = np.flatnonzero(m.geom_bodyid == self._gripper_id)
-        #: Body ids of the pushed object (pixels of these bodies form the object mask).
-        self.object_body_ids: tuple[int, ...] = (int(self._box_id),)
-        self._goal_pose = np.zeros(3)
-        self._goal_keypoints = box_corners(0.0, 0.0, 0.0)
-        self._goal_images: np.ndarray | None = None
+        self._box_id = mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_BODY, "box")
+        self.footprint_centre = np.zeros(2)
+        self.footprint_half = np.asarray(BOX_SIZE[:2]) / 2
+        self._bind_push()
 
-    def _extra_observation_space(self) -> dict[str, spaces.Space]:
-        k = len(self.keypoint_names)
-        out: dict[str, spaces.Space] = {
-            "goal_keypoints": spaces.Box(-np.inf, np.inf, (k, 3), np.float32)}
-        if self.options["goal_images"]:
-            out["goal_images"] = spaces.Box(0, 255, (self.num_cameras, self.height,
-                                                     self.width, 3), np.uint8)
-        return out
+    def _object_body(self) -> int:
+        return self._box_id
 
-    def _extra_observation(self) -> dict[str, np.ndarray]:
-        out = {"goal_keypoints": self._goal_keypoints.astype(np.float32)}
-        if self.options["goal_images"]:
-            out["goal_images"] = self._goal_images.copy()
-        return out
+    def _object_keypoints_local(self) -> np.ndarray:
+        return _CORNER_LOCAL
 
-    # ------------------------------------------------------------------ box pose helpers
-    def box_pose(self) -> np.ndarray:
-        """Current planar pose of the box: ``(3,)`` (x m, y m, yaw rad)."""
-        d = self.data
-        rot = d.xmat[self._box_id].reshape(3, 3)
-        return np.array([*d.xpos[self._box_id][:2], yaw_of(rot)])
+    def _rest_height(self) -> float:
+        return BOX_SIZE[2] / 2
 
-    @property
-    def goal_pose(self) -> np.ndarray:
-        """Planar goal pose of the box: ``(3,)`` (x m, y m, yaw rad)."""
-        return self._goal_pose.copy()
-
-    def set_goal(self, goal_pose: Any) -> np.ndarray:
-        """Replace this episode's goal (e.g. a fixed list of goals for a benchmark).
-
-        Call it after ``reset``; the next ``step`` observes and rewards the new goal (the
-        observation ``reset`` returned still shows the drawn one).
-
-        Args:
-            goal_pose: ``(3,)`` planar box pose (x m, y m, yaw rad).
-
-        Returns:
-            ``(K, 3)`` float32 goal keypoints, m.
-
-        Raises:
-            ValueError: not 3 finite numbers. RuntimeError: before ``reset``.
-        """
-        if self._needs_reset:
-            raise RuntimeError("call reset() before set_goal()")
-        try:
-            goal = np.asarray(goal_pose, dtype=np.float64)
-        except (TypeError, ValueError):
-            raise ValueError(f"goal_pose: expected (x, y, yaw) numbers, got {goal_pose!r}"
-                             ) from None
-        if goal.shape != (3,) or not np.all(np.isfinite(goal)):
-            raise ValueError(f"goal_pose: expected 3 finite numbers (x m, y m, yaw rad), got "
-                             f"shape {goal.shape}: {goal.tolist()}")
-        goal[2] = float(wrap_angle(goal[2]))
-        self._goal_pose = goal
-        self._goal_keypoints = box_corners(*goal)
-        if self.options["goal_images"]:
-            self._goal_images = self._render_goal_images()
-        return self._goal_keypoints.astype(np.float32)
-
-    def _set_box_pose(self, x: float, y: float, yaw: float) -> None:
-        adr, dadr = self._box_qadr, self._box_dadr
-        self.data.qpos[adr : adr + 3] = [x, y, BOX_SIZE[2] / 2]
-        self.data.qpos[adr + 3 : adr + 7] = [math.cos(yaw / 2), 0.0, 0.0, math.sin(yaw / 2)]
-        self.data.qvel[dadr : dadr + 6] = 0.0
-
-    def _set_pusher(self, xy: np.ndarray) -> None:
-        m, d = self.model, self.data
-        pos = np.array([xy[0], xy[1], self.options["push_height"]])
-        adr = m.jnt_qposadr[m.body_jntadr[self._gripper_id]]
-        dadr = m.jnt_dofadr[m.body_jntadr[self._gripper_id]]
-        d.qpos[adr : adr + 3] = pos
-        d.qpos[adr + 3 : adr + 7] = [1.0, 0.0, 0.0, 0.0]
-        d.qvel[dadr : dadr + 6] = 0.0
-        d.mocap_pos[self._mocap_id] = pos
-        d.mocap_quat[self._mocap_id] = [1.0, 0.0, 0.0, 0.0]
-
-    # ------------------------------------------------------------------ episode
-    def _initial_gripper_pose(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        # Drawn here, placed clear of the box in _reset_task (which knows the box pose).
-        return (np.array([0.0, 0.0, self.options["push_height"]]),
-                np.array([1.0, 0.0, 0.0, 0.0]))
-
-    def _reset_task(self, rng: np.random.Generator) -> None:
-        o = self.options
-        r = o["box_xy_range"]
-        x, y = rng.uniform(-r, r, size=2)
-        yaw = rng.uniform(-math.pi, math.pi)
-        self._set_box_pose(x, y, yaw)
-        # Pusher: uniformly in the central 36 x 36 cm, at least 15 cm from the box centre
-        # (box half-diagonal 11.2 cm + finger reach 2.7 cm + margin).
-        lo, hi = self.gripper_bounds[0, :2], self.gripper_bounds[1, :2]
-        lo, hi = np.maximum(lo, -0.18), np.minimum(hi, 0.18)
-        for _ in range(1000):
-            xy = rng.uniform(lo, hi)
-            if np.hypot(xy[0] - x, xy[1] - y) > 0.15:
-                break
-        self._set_pusher(xy)
-        mujoco.mj_forward(self.model, self.data)
-        if o["goal_mode"] == "sampled":
-            goal = self._sample_goal(rng, np.array([x, y, yaw]))
-        else:
-            goal = self._push_goal(rng)
-        self._goal_pose = goal
-        self._goal_keypoints = box_corners(*goal)
-        if o["goal_images"]:
-            self._goal_images = self._render_goal_images()
-
-    def _sample_goal(self, rng: np.random.Generator, start: np.ndarray) -> np.ndarray:
-        o = self.options
-        lim = o["goal_xy_range"]
-        for _ in range(1000):
-            dist = rng.uniform(*o["goal_distance"])
-            heading = rng.uniform(-math.pi, math.pi)
-            gx = start[0] + dist * math.cos(heading)
-            gy = start[1] + dist * math.sin(heading)
-            if abs(gx) <= lim and abs(gy) <= lim:
-                break
-        else:  # only with a goal_distance far larger than the workspace
-            gx, gy = np.clip([gx, gy], -lim, lim)
-        gyaw = float(wrap_angle(start[2] + rng.uniform(-o["goal_yaw"], o["goal_yaw"])))
-        return np.array([gx, gy, gyaw])
-
-    def _push_goal(self, rng: np.random.Generator) -> np.ndarray:
-        """Goal = box pose after random simulated pushes; the state is restored after."""
-        o = self.options
-        saved = self._save_state()
-        lim = o["goal_xy_range"]
-        try:
-            for _ in range(20):
-                for _ in range(int(rng.integers(o["goal_pushes"][0], o["goal_pushes"][1] + 1))):
-                    self._simulate_random_push(rng)
-                pose = self.box_pose()
-                rot = self.data.xmat[self._box_id].reshape(3, 3)
-                flat = rot[2, 2] > math.cos(math.radians(5))
-                if flat and abs(pose[0]) <= lim and abs(pose[1]) <= lim:
-                    return pose
-                self._restore_state(saved)
-            gym.logger.warn("BoxPush: no random push kept the box inside goal_xy_range in 20 "
-                            "tries; sampling this goal instead (goal_mode='sampled')")
-            start = self.box_pose()
-            return self._sample_goal(rng, start)
-        finally:
-            self._restore_state(saved)
-
-    def _simulate_random_push(self, rng: np.random.Generator) -> None:
-        """One push: the pusher starts ``_PUSH_CLEARANCE`` outside a random side of the box at
-        a random offset along it and moves along the side's inward normal for the clearance
-        plus 3-8 cm, then the box settles for 0.2 s."""
-        m, d = self.model, self.data
-        x, y, yaw = self.box_pose()
-        half = np.asarray(BOX_SIZE[:2]) / 2
-        axis = int(rng.integers(2))  # push the +-x or the +-y side
-        sign = float(rng.choice([-1.0, 1.0]))
-        local = np.zeros(2)
-        local[axis] = sign * (half[axis] + _PUSH_CLEARANCE)
-        local[1 - axis] = rng.uniform(-0.7, 0.7) * half[1 - axis]
-        c, s = math.cos(yaw), math.sin(yaw)
-        rot = np.array([[c, -s], [s, c]])
-        start = np.array([x, y]) + rot @ local
-        normal = -rot[:, axis] * sign  # inward
-        self._set_pusher(start)
-        mujoco.mj_forward(m, d)
-        travel = _PUSH_CLEARANCE + rng.uniform(0.03, 0.08)
-        n = math.ceil(travel / (_PUSH_SPEED * m.opt.timestep))
-        mpos = d.mocap_pos[self._mocap_id]
-        for i in range(1, n + 1):
-            mpos[:2] = start + normal * travel * i / n
-            mujoco.mj_step(m, d)
-        for _ in range(int(0.2 / m.opt.timestep)):
-            mujoco.mj_step(m, d)
-
-    def _render_goal_images(self) -> np.ndarray:
-        """C views of the box at the goal pose with the pusher hidden: ``(C, H, W, 3)``."""
-        m, d = self.model, self.data
-        saved = self._save_state()
-        rgba = m.geom_rgba[self._gripper_geoms].copy()
-        try:
-            self._set_box_pose(*self._goal_pose)
-            m.geom_rgba[self._gripper_geoms, 3] = 0.0
-            mujoco.mj_forward(m, d)
-            return self._render_images().copy()
-        finally:
-            m.geom_rgba[self._gripper_geoms] = rgba
-            self._restore_state(saved)
-
-    def _mocap_trajectory(self, lin: np.ndarray, ang: np.ndarray
-                          ) -> tuple[np.ndarray, np.ndarray | None]:
-        """Planar pusher: only the x, y velocity is used; z and rotation are held."""
-        planar = np.array([lin[0], lin[1], 0.0])
-        positions, _ = super()._mocap_trajectory(planar, np.zeros(3))
-        positions[:, 2] = self.options["push_height"]
-        return positions, None
-
-    # ------------------------------------------------------------------ keypoints, reward
-    def _keypoints_world(self) -> np.ndarray:
-        d = self.data
-        rot = d.xmat[self._box_id].reshape(3, 3)
-        return d.xpos[self._box_id] + self._corner_local @ rot.T
-
-    def _task_reward(self, keypoints: np.ndarray) -> tuple[float, bool, dict[str, Any]]:
-        o = self.options
-        dist = float(np.linalg.norm(keypoints - self._goal_keypoints, axis=1).mean())
-        pose = self.box_pose()
-        pos_err = float(np.hypot(*(pose[:2] - self._goal_pose[:2])))
-        ang_err = float(abs(wrap_angle(pose[2] - self._goal_pose[2])))
-        success = pos_err <= o["success_position"] and ang_err <= o["success_angle"]
-        if o["reward"] == "distance":
-            reward = -dist
-        else:
-            reward = 1.0 - math.tanh(dist / o["reward_scale"])
-            if success:
-                reward += float(o["success_bonus"])
-        return reward, bool(success), {
-            "goal_keypoints": self._goal_keypoints.astype(np.float32),
-            "keypoint_distance": dist,
-            "position_error": pos_err,
-            "angle_error": ang_err,
-            "box_pose": pose.astype(np.float32),
-            "goal_pose": self._goal_pose.astype(np.float32),
-        }
-
-    # ------------------------------------------------------------------ descriptor data
-    def render_depth_and_segmentation(self) -> tuple[np.ndarray, np.ndarray]:
-        """Depth and body segmentation of the current state in every camera (for descriptor
-        training data; not part of the observation).
-
-        Returns:
-            depth: ``(C, H, W)`` float32 m, z of the first surface along each pixel centre's
-                ray in the camera frame (the ``depth`` of :func:`s3k_envs.geometry.project`;
-                very large where nothing is hit).
-            segmentation: ``(C, H, W)`` int32, the MuJoCo body id seen at each pixel, -1
-                where no geom is seen. Pixels of the pushed object: those whose id is in
-                :attr:`object_body_ids`.
-        """
-        if self._needs_reset:
-            raise RuntimeError("call reset() before render_depth_and_segmentation()")
-        if self._renderer is None:
-            self._renderer = MultiViewRenderer(self.model, self.height, self.width,
-                                               self.num_cameras)
-        depth, geoms = self._renderer.render_depth_segmentation(self.data, self._cam_ids)
-        bodies = np.where(geoms >= 0, self.model.geom_bodyid[np.maximum(geoms, 0)], -1)
-        return depth, bodies.astype(np.int32)
-
-    def object_pose_matrix(self) -> np.ndarray:
-        """``(4, 4)`` object-to-world transform of the pushed box (m), for evaluating
-        label-free keypoints against the physical points they track."""
-        out = np.eye(4)
-        out[:3, :3] = self.data.xmat[self._box_id].reshape(3, 3)
-        out[:3, 3] = self.data.xpos[self._box_id]
-        return out
