@@ -49,6 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="fraction of the run over which the KL weight ramps from 0 to --beta")
     t.add_argument("--seed", type=int, default=d.seed)
     t.add_argument("--threads", type=int, default=d.threads, help="torch CPU threads")
+    t.add_argument("--device", default=d.device,
+                   help="auto (CUDA, then Apple MPS, then CPU), cpu, cuda, cuda:N or mps")
     t.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every)
     t.add_argument("--log-every", type=int, default=d.log_every)
     t.add_argument("--val-every", type=int, default=d.val_every)

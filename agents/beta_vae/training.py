@@ -31,12 +31,13 @@ from agents.beta_vae.model import (
     vae_from_payload,
 )
 from s3k_envs.atomic import atomic_write_text
+from s3k_envs.device import resolve_device, torch_threads
 from s3k_envs.keypoints.model import atomic_torch_save
 from s3k_envs.training import RunLog, TrainingLoop, resume_config
 
 #: Settings that may differ when a run resumes (budget and bookkeeping, not the method).
 _RESUME_MAY_CHANGE = ("steps", "minutes", "clock", "checkpoint_every", "log_every",
-                      "val_every", "threads", "recon_samples")
+                      "val_every", "threads", "recon_samples", "device")
 _LOG_BASE = ("step", "elapsed_s", "lr", "loss", "recon", "kl", "beta", "capacity",
              "active_units",
              "val_loss", "val_recon", "val_kl", "val_active_units")
@@ -80,6 +81,7 @@ class VAETrainConfig:
     beta_warmup: float = 0.1
     seed: int = 0
     threads: int = 1
+    device: str = "auto"
     checkpoint_every: int = 200
     log_every: int = 20
     val_every: int = 200
@@ -201,7 +203,8 @@ def train_vae(
         minutes: time budget on ``clock`` (``"cpu"`` or ``"wall"``); None = ``steps`` only.
         beta: KL weight. capacity: final target KL (nats) for capacity annealing, or None.
         batch: frames per step. lr: Adam learning rate. seed: run seed.
-        threads: torch CPU threads (set process-wide). image_size: S, pixels.
+        threads: torch CPU threads during the run (restored afterwards). image_size: S,
+            pixels. (``device="auto"`` in ``options``: CUDA, then MPS, then CPU.)
         progress_bar: show progress on stderr (a bar in a terminal, else a line a minute).
         stop_at_step: stop (and checkpoint) at this step as if interrupted; a later call
             resumes it.
@@ -236,7 +239,14 @@ def _train(cfg: VAETrainConfig, train_dir: PathLike | Sequence[PathLike], out: P
     if state is not None:
         cfg = resume_config(VAETrainConfig(**json.loads(state["train_config"])), cfg,
                             _RESUME_MAY_CHANGE, out)
-    torch.set_num_threads(max(1, int(cfg.threads)))
+    with torch_threads(max(1, int(cfg.threads))):
+        return _train_loop(cfg, train_dir, out, state, state_path, progress_bar, stop_at_step)
+
+
+def _train_loop(cfg: VAETrainConfig, train_dir: PathLike | Sequence[PathLike], out: Path,
+                state: dict[str, Any] | None, state_path: Path, progress_bar: bool,
+                stop_at_step: int | None) -> dict[str, Any]:
+    device = resolve_device(cfg.device)
     dirs = dataset_dirs(train_dir)
     frames = load_frames(dirs, cfg.image_size)
     n = len(frames.images)
@@ -262,6 +272,7 @@ def _train(cfg: VAETrainConfig, train_dir: PathLike | Sequence[PathLike], out: P
                              f"frames, the data now has {n}; use the same datasets or "
                              "another --out")
         vae.load_state_dict(vae_from_payload(payload, state_path).state_dict())
+        vae.to(device)  # before the optimizer state, which follows its parameters
         optimizer.load_state_dict(state["optimizer"])
         np_rng.bit_generator.state = json.loads(state["rng"]["numpy"])
         gen.set_state(state["rng"]["torch"])
@@ -270,6 +281,7 @@ def _train(cfg: VAETrainConfig, train_dir: PathLike | Sequence[PathLike], out: P
         best = float(state["best_val_loss"])
         print(f"resuming {out} from step {step} ({elapsed0 / 60:.1f} min done)",
               file=sys.stderr)
+    vae.to(device)
     atomic_write_text(out / "train_config.json", json.dumps(cfg.to_dict(), indent=2) + "\n")
     columns = [*_LOG_BASE, *(f"kl_{d}" for d in range(cfg.latent_dim))]
     log = RunLog(out, columns, step if state is not None else None)

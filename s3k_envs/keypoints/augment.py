@@ -56,8 +56,12 @@ class AugmentConfig:
         return asdict(self)
 
 
-def _uniform(shape: tuple[int, ...], amp: float, gen: torch.Generator | None) -> torch.Tensor:
-    return (torch.rand(shape, generator=gen) * 2.0 - 1.0) * amp
+def _uniform(shape: tuple[int, ...], amp: float, gen: torch.Generator | None,
+             device: torch.device | None = None) -> torch.Tensor:
+    # Drawn on the CPU generator whatever the device: the same seed gives the same
+    # augmentation on every device (and a resumed run may switch device).
+    out = (torch.rand(shape, generator=gen) * 2.0 - 1.0) * amp
+    return out if device is None else out.to(device)
 
 
 def color_jitter(
@@ -67,11 +71,11 @@ def color_jitter(
     x = images.float()
     if amount <= 0:
         return x
-    n = x.shape[0]
-    gain = 1.0 + _uniform((n, 1, 1, 1), amount, generator)
-    contrast = 1.0 + _uniform((n, 1, 1, 1), amount, generator)
-    channel = 1.0 + _uniform((n, 1, 1, 3), amount / 2.0, generator)
-    offset = _uniform((n, 1, 1, 1), 20.0 * amount, generator)
+    n, dev = x.shape[0], x.device
+    gain = 1.0 + _uniform((n, 1, 1, 1), amount, generator, dev)
+    contrast = 1.0 + _uniform((n, 1, 1, 1), amount, generator, dev)
+    channel = 1.0 + _uniform((n, 1, 1, 3), amount / 2.0, generator, dev)
+    offset = _uniform((n, 1, 1, 1), 20.0 * amount, generator, dev)
     mean = x.mean(dim=(1, 2, 3), keepdim=True)
     x = (x - mean) * contrast + mean
     return (x * gain * channel + offset).clamp_(0.0, 255.0)
@@ -112,15 +116,16 @@ def warp_views(
         ``(N, 4, 4)`` (float32), and the moved points (or None).
     """
     n, h, w, _ = images.shape
-    intr = intrinsics.double()
-    extr = extrinsics.double()
-    theta = theta.double()
+    calib_device = intrinsics.device
+    intr = intrinsics.detach().cpu().double()
+    extr = extrinsics.detach().cpu().double()
+    theta = theta.cpu().double()
     square = ((intr[:, 0, 0] - intr[:, 1, 1]).abs() <= 1e-6 * intr[:, 0, 0].abs()) & (
         intr[:, 0, 1].abs() <= 1e-9 * intr[:, 0, 0].abs()
     )
     theta = torch.where(square, theta, torch.zeros_like(theta))
-    scale = scale.double()
-    shift = shift.double()
+    scale = scale.cpu().double()
+    shift = shift.cpu().double()
     p = intr[:, :2, 2]  # principal points (N, 2)
     c, s = torch.cos(theta), torch.sin(theta)
     lin = scale[:, None, None] * torch.stack(
@@ -136,7 +141,9 @@ def warp_views(
     dmat = torch.diag(2.0 / size)
     norm_lin = dmat @ inv @ torch.diag(size / 2.0)
     norm_off = norm_lin.sum(-1) + (dmat @ inv_off[..., None])[..., 0] - 1.0
-    affine = torch.cat([norm_lin, norm_off[..., None]], dim=-1).float()  # (N, 2, 3)
+    # The warp runs on the images' device; the calibration math stays in float64 on the
+    # CPU (tiny, and MPS has no float64).
+    affine = torch.cat([norm_lin, norm_off[..., None]], dim=-1).float().to(images.device)
     x = images.float().permute(0, 3, 1, 2)
     grid = F.affine_grid(affine, [n, 3, h, w], align_corners=False)
     out = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
@@ -147,12 +154,13 @@ def warp_views(
     a_mat[:, 1, 1] = scale
     a_mat[:, :2, 2] = (1.0 - scale)[:, None] * p + shift
     a_mat[:, 2, 2] = 1.0
-    new_intr = (a_mat @ intr).float()
-    new_extr = (_rot_z(theta) @ extr).float()
+    new_intr = (a_mat @ intr).float().to(calib_device)
+    new_extr = (_rot_z(theta) @ extr).float().to(calib_device)
     new_points = None
     if points_2d is not None:
-        pts = points_2d.double()
-        new_points = ((pts @ lin.transpose(-1, -2)) + offset[:, None, :]).to(points_2d.dtype)
+        pts = points_2d.detach().cpu().double()
+        new_points = ((pts @ lin.transpose(-1, -2)) + offset[:, None, :]).to(
+            device=points_2d.device, dtype=points_2d.dtype)
     return out_images, new_intr, new_extr, new_points
 
 

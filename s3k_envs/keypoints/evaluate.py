@@ -54,9 +54,11 @@ def model_predict_fn(model: KeypointUNet, config: Mapping[str, Any],
     def predict(images: torch.Tensor, intr: torch.Tensor, extr: torch.Tensor) -> Decoded:
         was_training = model.training
         model.eval()
+        device = next(model.parameters()).device
         try:
             with torch.inference_mode():
-                logits = model.forward_views(images)
+                # the network on its device, decoding and triangulation on the CPU
+                logits = model.forward_views(images.to(device)).cpu()
                 return decode_heatmaps(logits, intr, extr, sigma, stride, window_px)
         finally:
             model.train(was_training)

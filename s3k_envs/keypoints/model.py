@@ -269,7 +269,8 @@ def checkpoint_dict(model: nn.Module, config: dict[str, Any]) -> dict[str, Any]:
     missing = [k for k in REQUIRED_CONFIG_KEYS if k not in config]
     if missing:
         raise ValueError(f"checkpoint config lacks {missing}")
-    state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    # CPU tensors: a checkpoint written on a GPU loads on a laptop without map_location.
+    state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
     return {
         "format": CHECKPOINT_FORMAT,
         "format_version": CHECKPOINT_VERSION,

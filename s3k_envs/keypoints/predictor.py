@@ -201,7 +201,9 @@ class KeypointPredictor:
         channels_last: bool = True,
     ) -> None:
         self.config = dict(config)
-        self.device = torch.device(device)
+        from s3k_envs.device import resolve_device
+
+        self.device = resolve_device(device)
         model = model.eval()
         if fuse:
             fuse_batchnorm(model)

@@ -57,6 +57,7 @@ import numpy as np
 import torch
 
 from s3k_envs.atomic import atomic_write_text
+from s3k_envs.device import resolve_device, torch_threads
 from s3k_envs.keypoints.augment import AugmentConfig, augment_views
 from s3k_envs.keypoints.evaluate import evaluate, model_predict_fn
 from s3k_envs.keypoints.heatmaps import log_spatial_softmax, windowed_moments
@@ -81,7 +82,7 @@ STATE_FORMAT = "s3k-train-state"
 STATE_VERSION = 1
 #: Settings that may differ when a run resumes (budget and bookkeeping, not the method).
 _RESUME_MAY_CHANGE = ("steps", "minutes", "checkpoint_every", "val_every", "log_every",
-                      "threads", "val_samples")
+                      "threads", "val_samples", "device")
 LOG_COLUMNS = (
     "step", "elapsed_s", "lr", "loss", "sup", "unsup", "l2", "alpha", "train_px",
     "unsup_frac", "val_median_mm", "val_p90_mm", "val_mean_mm", "val_rms_px",
@@ -106,7 +107,10 @@ class TrainConfig:
     sigma: float = 2.5
     window_px: float | None = 7.5
     seed: int = 0
-    threads: int = 2
+    # torch CPU threads during the run (restored afterwards); None: leave torch's setting
+    threads: int | None = None
+    # "auto" (CUDA, then MPS, then CPU), "cpu", "cuda", "cuda:N" or "mps"
+    device: str = "auto"
     checkpoint_every: int = 200
     val_every: int = 500
     val_samples: int = 200
@@ -319,10 +323,18 @@ def train(
         stop_at_step: stop (and checkpoint) at this step as if interrupted; a later call
             resumes (the learning-rate schedule still follows ``cfg.steps``).
     """
+    with torch_threads(cfg.threads):
+        return _train(cfg, labelled, out, unlabelled, val, keypoint_names, env_id,
+                      progress_bar, sources, stop_at_step)
+
+
+def _train(cfg: TrainConfig, labelled: Mapping[str, np.ndarray], out: str | os.PathLike[str],
+           unlabelled: Mapping[str, np.ndarray] | None, val: Mapping[str, np.ndarray] | None,
+           keypoint_names: Sequence[str] | None, env_id: str | None, progress_bar: bool,
+           sources: Mapping[str, str] | None, stop_at_step: int | None) -> dict[str, Any]:
     sources = dict(sources or {})
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    torch.set_num_threads(max(1, int(cfg.threads)))
     state_path = out / "train_state.pt"
     state = None
     if state_path.exists():
@@ -369,6 +381,7 @@ def train(
     mcfg["unlabelled_keypoints"] = never
     torch.manual_seed(cfg.seed)
     random.seed(cfg.seed)
+    device = resolve_device(cfg.device)
     model = build_model(mcfg)
     div = model.config.divisor
     if height % div or width % div:
@@ -389,6 +402,7 @@ def train(
                     f"but the data now has {mcfg[key]!r}; use another --out"
                 )
         model.load_state_dict(payload["state_dict"])
+        model.to(device)  # before the optimizer state, which follows its parameters
         optimizer.load_state_dict(state["optimizer"])
         _set_rng_state(state["rng"], np_rng, gen)
         step = int(state["step"])
@@ -398,6 +412,7 @@ def train(
         best = float(state["best_val_mm"])
         print(f"resuming {out} from step {step} ({elapsed0 / 60:.1f} min done)",
               file=sys.stderr)
+    model.to(device)
     atomic_write_text(out / "train_config.json", json.dumps(cfg.to_dict(), indent=2) + "\n")
     log = RunLog(out, LOG_COLUMNS, step if state is not None else None)
     model.train()
@@ -465,20 +480,25 @@ def train(
                                           + 1e-3)
             idx = np_rng.choice(len(lab), size=min(cfg.batch, len(lab)), replace=False)
             b = lab.take(idx)
-            imgs, intr, extr, kp = augment_views(b.images, b.intrinsics, b.extrinsics, aug,
-                                                 b.keypoints_2d, gen)
+            # Images go to the device before augmentation (the warp is the costly part);
+            # random draws and calibration math stay on the CPU (augment.py).
+            imgs, intr, extr, kp = augment_views(b.images.to(device), b.intrinsics,
+                                                 b.extrinsics, aug, b.keypoints_2d, gen)
+            intr, extr, kp = intr.to(device), extr.to(device), kp.to(device)
+            label_mask = b.label_mask.to(device)
             n_lab = imgs.shape[0]
             if alpha_t > 0:
                 uidx = np_rng.choice(len(unl), size=min(ubatch, len(unl)), replace=False)
                 u = unl.take(uidx)
-                uimgs, uintr, uextr, _ = augment_views(u.images, u.intrinsics, u.extrinsics,
-                                                       aug, None, gen)
+                uimgs, uintr, uextr, _ = augment_views(u.images.to(device), u.intrinsics,
+                                                       u.extrinsics, aug, None, gen)
+                uintr, uextr = uintr.to(device), uextr.to(device)
                 imgs = torch.cat([imgs, uimgs])
             logits = model.forward_views(imgs)
             log_probs = log_spatial_softmax(logits)
-            uv_t, w_t = supervised_targets(kp, b.label_mask, intr, extr, image_size)
+            uv_t, w_t = supervised_targets(kp, label_mask, intr, extr, image_size)
             l_sup = heatmap_kl_loss(log_probs[:n_lab], uv_t, w_t, cfg.stride, cfg.sigma)
-            l_unsup = torch.zeros(())
+            l_unsup = torch.zeros((), device=device)
             unsup_frac = float("nan")
             if alpha_t > 0:
                 l_unsup, targets = self_supervised_loss(log_probs[n_lab:], uintr, uextr,
@@ -580,7 +600,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="lambda of the L2 term on non-bias weights")
     p.add_argument("--seed", type=int, default=d.seed,
                    help="seed of initialisation, batch sampling and augmentation")
-    p.add_argument("--threads", type=int, default=d.threads, help="torch CPU threads")
+    p.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1),
+                   help="torch CPU threads during the run")
+    p.add_argument("--device", default=d.device, choices=None, metavar="DEVICE",
+                   help="auto (CUDA, then Apple MPS, then CPU), cpu, cuda, cuda:N or mps; "
+                        "checkpoints load on any device")
     p.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every,
                    help="steps between checkpoints (a stopped run resumes from the last one)")
     p.add_argument("--val-every", type=int, default=d.val_every,
