@@ -9,9 +9,10 @@ so :func:`default_checkpoint` looks in both places:
 2. ``<repo>/assets/checkpoints/`` next to the package (editable install or a plain checkout).
 
 An env may fall back to the checkpoint of another env whose scene and keypoints it shares
-(:data:`FALLBACKS`: ``S3K-BoxDistractors-v0`` and ``S3K-BoxPush-v0`` use the Box model when
-they have none of their own). ``gymnasium.make(ENV_ID, obs_mode="keypoints")`` uses this
-resolver; ``keypoint_checkpoint=PATH`` overrides it.
+(:data:`FALLBACKS`: ``S3K-BoxDistractors-v0`` and ``S3K-BoxPush-v0`` use the Box model,
+``S3K-ShoePush-v0`` the Shoes model, when they have none of their own).
+``gymnasium.make(ENV_ID, obs_mode="keypoints")`` uses this resolver;
+``keypoint_checkpoint=PATH`` overrides it.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ CHECKPOINT_DIRS: tuple[Path, ...] = (
 FALLBACKS: dict[str, tuple[str, ...]] = {
     "S3K-BoxDistractors-v0": ("S3K-Box-v0",),
     "S3K-BoxPush-v0": ("S3K-Box-v0",),  # the same box, corners and camera rig
+    "S3K-ShoePush-v0": ("S3K-Shoes-v0",),  # the same shoes, keypoints and framing
 }
 
 

@@ -254,3 +254,59 @@ def test_set_goal(make_env):
     for bad in ([0.0, 0.0], [[0.0, 0.0, 0.0]], [0.0, np.nan, 0.0], "far"):
         with pytest.raises(ValueError, match="goal_pose"):
             u.set_goal(bad)
+
+
+# --------------------------------------------------------------------------- S3K-ShoePush-v0
+
+SHOE_ID = "S3K-ShoePush-v0"
+
+
+def test_shoe_push_check_env_and_determinism(make_env):
+    _checked(make_env(SHOE_ID, image_size=24, goal_images=True))
+    infos = []
+    for _ in range(2):
+        env = make_env(SHOE_ID, image_size=24)
+        obs, info = env.reset(seed=4)
+        obs, *_, info = env.step(np.array([0.5, -0.5, 0, 0, 0, 0], dtype=np.float32))
+        infos.append((obs, info))
+    (o1, i1), (o2, i2) = infos
+    for key in o1:
+        np.testing.assert_array_equal(o1[key], o2[key], err_msg=key)
+    assert i1["instance_id"] == i2["instance_id"]
+    np.testing.assert_array_equal(i1["object_pose"], i2["object_pose"])
+
+
+@pytest.mark.parametrize("instances, allowed", [("train", range(12)), ("test", range(12, 16))])
+def test_shoe_push_instance_split(instances, allowed, make_env):
+    env = make_env(SHOE_ID, images=False, instances=instances)
+    seen = set()
+    for seed in range(6):
+        _, info = env.reset(seed=seed)
+        seen.add(info["instance_id"])
+        # goal keypoints are the shoe's keypoints at the goal pose
+        u = env.unwrapped
+        np.testing.assert_allclose(info["goal_keypoints"], u.keypoints_at(info["goal_pose"]),
+                                   atol=1e-6)
+        np.testing.assert_allclose(info["keypoints"], u.keypoints_at(info["object_pose"]),
+                                   atol=2e-3)
+    assert seen <= set(allowed) and len(seen) > 1
+
+
+def test_shoe_push_object_mask_and_expert(make_env):
+    env = make_env(SHOE_ID, image_size=32, instances="test")
+    obs, info = env.reset(seed=1)
+    u = env.unwrapped
+    _, seg = u.render_depth_and_segmentation()
+    mask = np.isin(seg, u.object_body_ids)
+    assert mask.any(axis=(1, 2)).all()  # the shoe is in every view
+    # the keypoints that are visible project onto (or right next to) the shoe's pixels
+    uv = info["keypoints_2d"]
+    for c, k in zip(*np.nonzero(info["keypoints_visible"]), strict=True):
+        col, row = np.clip(uv[c, k].astype(int), 0, 31)
+        assert mask[c, max(row - 1, 0):row + 2, max(col - 1, 0):col + 2].any(), (c, k)
+    expert = make_expert(env)
+    done = False
+    while not done:
+        obs, _, terminated, truncated, info = env.step(expert(obs, info))
+        done = terminated or truncated
+    assert info["is_success"]

@@ -198,6 +198,12 @@ class ShoesEnv(MultiViewEnv):
         geom.friction = [0.9, 0.005, 0.0001]
 
     def _bind_task(self) -> None:
+        self._bind_shoes()
+        self._target_index = self.keypoint_names.index(self.options["target_keypoint"])
+
+    def _bind_shoes(self) -> None:
+        """Ids and addresses of every instance's body, joint and geoms (used by
+        :meth:`activate`; shared with :class:`~s3k_envs.envs.shoe_push.ShoePushEnv`)."""
         m = self.model
         self._shoe_body: dict[int, int] = {}
         self._shoe_qadr: dict[int, int] = {}
@@ -212,7 +218,6 @@ class ShoesEnv(MultiViewEnv):
         self._geom_contype = m.geom_contype.copy()
         self._geom_conaffinity = m.geom_conaffinity.copy()
         self._geom_group = m.geom_group.copy()
-        self._target_index = self.keypoint_names.index(self.options["target_keypoint"])
         self.instance_id: int = self.instance_ids[0]
         self.on_side = False
 
