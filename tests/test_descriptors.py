@@ -358,3 +358,39 @@ def test_descriptor_keypoint_observation(trained, scenes64, tmp_path):
     with pytest.raises(DescriptorCheckpointError, match="expected 5"):
         DescriptorKeypointObservation(gym.make("S3K-BoxPush-v0", image_size=64), work,
                                       num_keypoints=5)
+
+
+# ------------------------------------------------------------------ command line
+
+
+def test_cli_generate_train_select_evaluate(tmp_path, capsys):
+    """The whole `s3k descriptors` flow on a toy budget, with the S3K comparison."""
+    import json
+
+    from s3k_envs import cli
+
+    scenes = tmp_path / "scenes.npz"
+    cli.main(["descriptors", "generate", "--scenes", "3", "--image-size", "128",
+              "--out", str(scenes)])
+    loaded = SceneSet.load(scenes)
+    assert loaded.keypoints.shape == (3, 3, 3) and loaded.object_bounds.shape == (3, 2, 3)
+    np.testing.assert_array_equal(loaded.instance_ids, [-1, -1, -1])
+    model = tmp_path / "model.pt"
+    out = cli.main(["descriptors", "train", "--scenes", str(scenes), "--out", str(model),
+                    "--steps", "3", "--pairs", "2", "--matches", "16"])
+    assert out["steps"] == 3
+    out = cli.main(["descriptors", "train", "--scenes", str(scenes), "--out", str(model),
+                    "--steps", "4", "--pairs", "2", "--matches", "16"])
+    assert out["steps"] == 4  # resumed
+    cli.main(["descriptors", "select", str(model), "--scenes", str(scenes), "--keypoints", "2",
+              "--candidates", "10", "--scoring-scenes", "2", "--min-separation", "0.01"])
+    report = tmp_path / "eval.json"
+    result = cli.main(["descriptors", "evaluate", str(model), "--scenes", str(scenes),
+                       "--pairs", "2", "--s3k", "assets/checkpoints/S3K-Box-v0.pt",
+                       "--out", str(report)])
+    saved = json.loads(report.read_text())
+    assert saved["descriptor_keypoints"]["median_mm"] == result["descriptor_keypoints"][
+        "median_mm"]
+    assert saved["s3k_keypoints"]["median_mm"] < 10.0  # the shipped model on the same box
+    assert saved["train_steps"] == 4 and "command" in saved
+    assert "descriptor keypoints" in capsys.readouterr().out

@@ -2,6 +2,7 @@
 descriptor keypoints ("Keypoints into the Future").
 
     s3k descriptors generate --env S3K-BoxPush-v0 --scenes 300 --seed 0 --out runs/desc/train.npz
+    s3k descriptors generate --env S3K-ShoePush-v0 --env-option instances=test ...
     s3k descriptors train --scenes runs/desc/train.npz --out runs/desc/model.pt --cpu-seconds 300
     s3k descriptors select runs/desc/model.pt --scenes runs/desc/select.npz --keypoints 5
     s3k descriptors evaluate runs/desc/model.pt --scenes runs/desc/test.npz [--s3k CKPT]
@@ -10,7 +11,7 @@ descriptor keypoints ("Keypoints into the Future").
 prints the matching error (px) on held-out view pairs and, when the checkpoint has
 references, the 3D error (mm) of the descriptor keypoints against the physical points they
 track; with ``--s3k`` also the 3D error of an S3K checkpoint's keypoints against the env's
-true keypoints (box corners) on the same scenes.
+true keypoints (e.g. the box corners) on the same scenes.
 """
 
 from __future__ import annotations
@@ -38,7 +39,17 @@ def _threads(n: int | None) -> None:
 def _cmd_generate(args: argparse.Namespace) -> dict[str, Any]:
     from s3k_envs.descriptors.scenes import generate_scenes
 
-    options = {} if args.camera_seed is None else {"camera_seed": args.camera_seed}
+    options: dict[str, Any] = {}
+    for item in args.env_option:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--env-option: expected KEY=VALUE, got {item!r}")
+        try:
+            options[key] = json.loads(value)
+        except json.JSONDecodeError:
+            options[key] = value  # a plain string, e.g. instances=test
+    if args.camera_seed is not None:
+        options["camera_seed"] = args.camera_seed
     scenes = generate_scenes(args.env, args.scenes, args.seed, args.image_size,
                              args.random_steps, **options)
     path = scenes.save(args.out)
@@ -80,23 +91,21 @@ def _cmd_select(args: argparse.Namespace) -> dict[str, Any]:
     return {"scores": refs.scores.tolist()}
 
 
-def s3k_corner_errors(checkpoint: str | Path, scenes: Any) -> np.ndarray:
-    """3D errors (m, ``(S, K)``) of an S3K checkpoint's box-corner keypoints on BoxPush
-    scenes, against the true corners computed from the scenes' object poses."""
-    from s3k_envs.envs.box import BOX_SIZE
-    from s3k_envs.envs.box_push import BoxPushEnv
+def s3k_keypoint_errors(checkpoint: str | Path, scenes: Any) -> np.ndarray:
+    """3D errors (m, ``(S, K)``) of an S3K checkpoint's keypoints on scenes that carry the
+    env's true keypoints (``scenes.keypoints``, same names as the checkpoint's)."""
     from s3k_envs.keypoints.predictor import KeypointPredictor
 
+    if scenes.keypoints is None:
+        raise ValueError("these scenes carry no true keypoints (generated before they were "
+                         "stored?); regenerate them with `s3k descriptors generate`")
     predictor = KeypointPredictor.load(checkpoint)
-    if list(predictor.keypoint_names) != list(BoxPushEnv.keypoint_names):
-        raise ValueError(f"{checkpoint}: keypoints {predictor.keypoint_names}, expected the box "
-                         f"corners {list(BoxPushEnv.keypoint_names)}")
-    signs = np.array([[1.0, 1.0, 1.0], [1.0, -1.0, 1.0], [-1.0, -1.0, 1.0]])
-    local = signs * (np.asarray(BOX_SIZE) / 2)
-    pose = scenes.object_pose.astype(np.float64)
-    truth = pose[:, None, :3, 3] + np.einsum("sij,kj->ski", pose[:, :3, :3], local)
+    names = scenes.meta.get("keypoint_names")
+    if names is not None and list(predictor.keypoint_names) != list(names):
+        raise ValueError(f"{checkpoint}: keypoints {predictor.keypoint_names}, but the scenes' "
+                         f"env has {names}")
     pred = predictor.predict(scenes.images, scenes.intrinsics, scenes.extrinsics)
-    return np.linalg.norm(pred.points_3d - truth, axis=-1)
+    return np.linalg.norm(pred.points_3d - scenes.keypoints, axis=-1)
 
 
 def _summary(err: np.ndarray) -> dict[str, Any]:
@@ -133,9 +142,10 @@ def _cmd_evaluate(args: argparse.Namespace) -> dict[str, Any]:
         print(f"descriptor keypoints (K={err.shape[1]}, no labels) 3D error vs tracked points: "
               f"{result['descriptor_keypoints']}")
     if args.s3k:
-        err = s3k_corner_errors(args.s3k, scenes)
+        err = s3k_keypoint_errors(args.s3k, scenes)
         result["s3k_keypoints"] = {"checkpoint": str(args.s3k), **_summary(err)}
-        print(f"S3K keypoints ({args.s3k}) 3D error vs true corners: {result['s3k_keypoints']}")
+        print(f"S3K keypoints ({args.s3k}) 3D error vs the env's true keypoints: "
+              f"{result['s3k_keypoints']}")
     result["command"] = "s3k descriptors " + " ".join(
         sys.argv[1:] if args.argv is None else args.argv)
     result["machine"] = {"python": platform.python_version(), "processor": platform.machine()}
@@ -161,6 +171,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--random-steps", type=int, default=2, help="random actions per scene")
     g.add_argument("--camera-seed", type=int, default=None,
                    help="fix the camera rig (default: a new rig every scene)")
+    g.add_argument("--env-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="env option (repeatable), VALUE as JSON or a plain string, e.g. "
+                   "instances=test")
     g.add_argument("--out", type=Path, required=True, help=".npz file to write")
     g.set_defaults(func=_cmd_generate)
 
@@ -201,7 +214,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--scenes", type=Path, required=True, help="held-out scenes")
     e.add_argument("--pairs", type=int, default=32, help="view pairs for the matching error")
     e.add_argument("--s3k", type=Path, default=None,
-                   help="also evaluate this S3K box-corner checkpoint on the same scenes")
+                   help="also evaluate this S3K checkpoint (trained for the scenes' env "
+                   "keypoints) on the same scenes")
     e.add_argument("--out", type=Path, default=None, help="JSON file for the results")
     e.add_argument("--threads", type=int, default=None, help="torch threads")
     e.set_defaults(func=_cmd_evaluate)

@@ -60,12 +60,15 @@ class References:
         object_points: ``(K, 3)`` float32 m, the object-frame point each reference was taken
             from (from the reference scene's depth and object pose) — used only to measure
             errors, never by the keypoints themselves; None when unknown.
+        object_bounds: ``(2, 3)`` float32 m, the reference object's bounding box in its own
+            frame (to map the points onto other instances of a category); None if unknown.
     """
 
     descriptors: np.ndarray
     names: list[str]
     scores: np.ndarray
     object_points: np.ndarray | None = None
+    object_bounds: np.ndarray | None = None
 
     def to_payload(self) -> dict[str, Any]:
         """Plain/tensor dict for a checkpoint (``torch.load(weights_only=True)``-safe)."""
@@ -73,14 +76,17 @@ class References:
                 "names": list(self.names),
                 "scores": torch.as_tensor(self.scores, dtype=torch.float32),
                 "object_points": None if self.object_points is None
-                else torch.as_tensor(self.object_points, dtype=torch.float32)}
+                else torch.as_tensor(self.object_points, dtype=torch.float32),
+                "object_bounds": None if self.object_bounds is None
+                else torch.as_tensor(self.object_bounds, dtype=torch.float32)}
 
     @classmethod
     def from_payload(cls, payload: dict[str, Any]) -> References:
-        pts = payload.get("object_points")
+        pts, bounds = payload.get("object_points"), payload.get("object_bounds")
         return cls(np.asarray(payload["descriptors"], dtype=np.float32), list(payload["names"]),
                    np.asarray(payload["scores"], dtype=np.float32),
-                   None if pts is None else np.asarray(pts, dtype=np.float32))
+                   None if pts is None else np.asarray(pts, dtype=np.float32),
+                   None if bounds is None else np.asarray(bounds, dtype=np.float32))
 
 
 @torch.no_grad()
@@ -207,9 +213,10 @@ def select_references(model: DescriptorNet, scenes: SceneSet, config: dict[str, 
                          f"{min_separation} m apart; lower min_separation or num_keypoints")
     pose = scenes.object_pose[0].astype(np.float64)
     local = (world[kept] - pose[:3, 3]) @ pose[:3, :3]
+    bounds = None if scenes.object_bounds is None else scenes.object_bounds[0]
     return References(cands[kept].numpy().astype(np.float32),
                       [f"descriptor_{k}" for k in range(num_keypoints)],
-                      score[kept].astype(np.float32), local.astype(np.float32))
+                      score[kept].astype(np.float32), local.astype(np.float32), bounds)
 
 
 def attach_references(path: str | os.PathLike[str], references: References) -> Path:
@@ -331,7 +338,13 @@ def fuse_batchnorm_descriptor(model: DescriptorNet) -> DescriptorNet:
 def keypoint_errors(predictor: DescriptorPredictor, scenes: SceneSet) -> np.ndarray:
     """3D errors of descriptor keypoints against the physical points they were taken from.
 
-    The true position of keypoint k in scene s is ``object_pose[s] @ object_points[k]``.
+    The true position of keypoint k in scene s is ``object_pose[s] @ p_sk``. For the object
+    the references were chosen on (or any object of the same size, e.g. the box) ``p_sk`` is
+    the reference point ``object_points[k]``; for another instance of a category (a shoe of
+    another size) it is that point in **box-normalised coordinates**: the same fraction of
+    the way across the instance's bounding box (``object_bounds``) as across the reference
+    object's. That is an approximate correspondence (shoes differ in more than their
+    boxes), good to the few-millimetre level only along the shoe's sole and heel.
 
     Returns:
         ``(S, K)`` float64 errors, m.
@@ -339,10 +352,18 @@ def keypoint_errors(predictor: DescriptorPredictor, scenes: SceneSet) -> np.ndar
     Raises:
         ValueError: the references carry no object points.
     """
-    pts = predictor.references.object_points
-    if pts is None:
+    refs = predictor.references
+    if refs.object_points is None:
         raise ValueError("the references have no object_points to compare against")
+    pts = np.broadcast_to(refs.object_points.astype(np.float64),
+                          (len(scenes), *refs.object_points.shape))
+    if refs.object_bounds is not None and scenes.object_bounds is not None:
+        ref_lo, ref_hi = refs.object_bounds.astype(np.float64)
+        lo = scenes.object_bounds[:, None, 0].astype(np.float64)
+        hi = scenes.object_bounds[:, None, 1].astype(np.float64)
+        frac = (pts - ref_lo) / np.maximum(ref_hi - ref_lo, 1e-9)
+        pts = lo + frac * (hi - lo)
     pred = predictor.predict(scenes.images, scenes.intrinsics, scenes.extrinsics)
     pose = scenes.object_pose.astype(np.float64)
-    truth = pose[:, None, :3, 3] + np.einsum("sij,kj->ski", pose[:, :3, :3], pts)
+    truth = pose[:, None, :3, 3] + np.einsum("sij,skj->ski", pose[:, :3, :3], pts)
     return np.linalg.norm(pred.points_3d - truth, axis=-1)

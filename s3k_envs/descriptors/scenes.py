@@ -10,6 +10,16 @@ A scene is one instant seen by C calibrated cameras. A :class:`SceneSet` of S sc
 * ``object_pose`` ``(S, 4, 4)`` float32 object->world, **for evaluation only** (to follow
   physical points on the object; training never reads it),
 
+and, also for evaluation only and None when the env does not provide them,
+
+* ``keypoints`` ``(S, K, 3)`` float32 m: the env's own (named) keypoints, to compare S3K
+  models on the same scenes;
+* ``object_bounds`` ``(S, 2, 3)`` float32 m: min and max corner of the object's bounding box
+  in its own frame (a shoe's size differs per instance: points are compared across
+  instances in box-normalised coordinates, see
+  :func:`s3k_envs.descriptors.keypoints.keypoint_errors`);
+* ``instance_ids`` ``(S,)`` int32 (-1 for an env with a single object),
+
 saved as one ``.npz`` (written atomically, read with ``allow_pickle=False``) with a JSON
 metadata string (env id, seeds, options).
 """
@@ -32,6 +42,7 @@ MAX_DEPTH = 5.0
 SCENE_FORMAT = "s3k-descriptor-scenes"
 SCENE_VERSION = 1
 _ARRAYS = ("images", "depth", "masks", "intrinsics", "extrinsics", "object_pose")
+_OPTIONAL = ("keypoints", "object_bounds", "instance_ids")
 
 
 @dataclass
@@ -45,6 +56,9 @@ class SceneSet:
     extrinsics: np.ndarray
     object_pose: np.ndarray
     meta: dict[str, Any] = field(default_factory=dict)
+    keypoints: np.ndarray | None = None
+    object_bounds: np.ndarray | None = None
+    instance_ids: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         s, c, h, w, _ = self.images.shape if self.images.ndim == 5 else (0, 0, 0, 0, 0)
@@ -56,6 +70,16 @@ class SceneSet:
             if tuple(arr.shape) != shape:
                 raise ValueError(f"SceneSet.{name}: expected shape {shape}, got "
                                  f"{tuple(arr.shape)}")
+        optional = {"object_bounds": (s, 2, 3), "instance_ids": (s,)}
+        for name, shape in optional.items():
+            arr = getattr(self, name)
+            if arr is not None and tuple(arr.shape) != shape:
+                raise ValueError(f"SceneSet.{name}: expected shape {shape}, got "
+                                 f"{tuple(arr.shape)}")
+        if self.keypoints is not None and (self.keypoints.ndim != 3
+                                           or self.keypoints.shape[::2] != (s, 3)):
+            raise ValueError(f"SceneSet.keypoints: expected shape ({s}, K, 3), got "
+                             f"{tuple(self.keypoints.shape)}")
         if self.images.dtype != np.uint8:
             raise ValueError(f"SceneSet.images: expected uint8, got {self.images.dtype}")
 
@@ -73,7 +97,10 @@ class SceneSet:
 
     def subset(self, index: Any) -> SceneSet:
         """The scenes ``index`` selects (a slice or an index array)."""
-        return SceneSet(*(getattr(self, n)[index] for n in _ARRAYS), meta=dict(self.meta))
+        extras = {n: None if getattr(self, n) is None else getattr(self, n)[index]
+                  for n in _OPTIONAL}
+        return SceneSet(*(getattr(self, n)[index] for n in _ARRAYS), meta=dict(self.meta),
+                        **extras)
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write the set as one ``.npz`` file, atomically."""
@@ -81,7 +108,8 @@ class SceneSet:
         meta = {"format": SCENE_FORMAT, "format_version": SCENE_VERSION, **self.meta}
         with atomic_open(path, "wb") as f:
             np.savez(f, meta=np.array(json.dumps(meta)),
-                     **{n: getattr(self, n) for n in _ARRAYS})
+                     **{n: getattr(self, n) for n in _ARRAYS},
+                     **{n: getattr(self, n) for n in _OPTIONAL if getattr(self, n) is not None})
         return path
 
     @classmethod
@@ -99,6 +127,7 @@ class SceneSet:
             with np.load(path, allow_pickle=False) as z:
                 meta = json.loads(str(z["meta"]))
                 arrays = {n: z[n] for n in _ARRAYS}
+                arrays.update({n: z[n] for n in _OPTIONAL if n in z.files})
         except (KeyError, ValueError, OSError) as exc:
             raise ValueError(f"{path}: not a descriptor scene file ({exc})") from exc
         if meta.get("format") != SCENE_FORMAT or meta.get("format_version") != SCENE_VERSION:
@@ -114,7 +143,8 @@ class SceneSet:
 def check_depth_env(env: gym.Env) -> Any:
     """The unwrapped env if it can render depth and object masks, else a clear error."""
     base = env.unwrapped
-    missing = [a for a in ("render_depth_and_segmentation", "object_body_ids", "object_pose_matrix")
+    needed = ("render_depth_and_segmentation", "object_body_ids", "object_pose_matrix")
+    missing = [a for a in needed
                if not hasattr(base, a)]
     if missing:
         spec = getattr(base, "spec", None)
@@ -151,11 +181,11 @@ def generate_scenes(env_id: str = "S3K-BoxPush-v0", num_scenes: int = 100, seed:
     try:
         base = check_depth_env(env)
         rng = np.random.default_rng(seed)
-        out: dict[str, list[np.ndarray]] = {n: [] for n in _ARRAYS}
+        out: dict[str, list[np.ndarray]] = {n: [] for n in (*_ARRAYS, *_OPTIONAL)}
         for i in range(num_scenes):
-            obs, _ = env.reset(seed=seed + i)
+            obs, info = env.reset(seed=seed + i)
             for _ in range(random_steps):
-                obs, _, terminated, truncated, _ = env.step(
+                obs, _, terminated, truncated, info = env.step(
                     rng.uniform(-1, 1, size=env.action_space.shape).astype(np.float32))
                 if terminated or truncated:
                     break
@@ -166,10 +196,19 @@ def generate_scenes(env_id: str = "S3K-BoxPush-v0", num_scenes: int = 100, seed:
             out["intrinsics"].append(obs["intrinsics"].astype(np.float32))
             out["extrinsics"].append(obs["extrinsics"].astype(np.float32))
             out["object_pose"].append(base.object_pose_matrix().astype(np.float32))
+            out["keypoints"].append(np.asarray(info["keypoints"], dtype=np.float32))
+            bounds = getattr(base, "object_bounds", None)
+            if bounds is not None:
+                out["object_bounds"].append(np.asarray(bounds(), dtype=np.float32))
+            out["instance_ids"].append(int(info.get("instance_id", -1)))
     finally:
         env.close()
     meta = {"env_id": env_id, "seed": seed, "num_scenes": num_scenes,
             "image_size": image_size, "random_steps": random_steps,
             "options": {k: v for k, v in options.items()
                         if isinstance(v, (int, float, str, bool, type(None)))}}
-    return SceneSet(*(np.stack(out[n]) for n in _ARRAYS), meta=meta)
+    meta["keypoint_names"] = list(base.keypoint_names)
+    extras = {"keypoints": np.stack(out["keypoints"]),
+              "object_bounds": np.stack(out["object_bounds"]) if out["object_bounds"] else None,
+              "instance_ids": np.asarray(out["instance_ids"], dtype=np.int32)}
+    return SceneSet(*(np.stack(out[n]) for n in _ARRAYS), meta=meta, **extras)

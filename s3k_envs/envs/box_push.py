@@ -63,3 +63,7 @@ class BoxPushEnv(PushEnv):
     def _rest_height(self) -> float:
         return BOX_SIZE[2] / 2
 
+    def object_bounds(self) -> np.ndarray:
+        half = np.asarray(BOX_SIZE) / 2
+        return np.stack([-half, half])
+

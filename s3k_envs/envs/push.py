@@ -156,6 +156,11 @@ class PushEnv(MultiViewEnv):
         """z of the object frame's origin when it stands upright on the table, m."""
         raise NotImplementedError
 
+    def object_bounds(self) -> np.ndarray:
+        """``(2, 3)`` min and max corner of the current object's bounding box in its own
+        frame, m (for comparing points across object instances of different sizes)."""
+        raise NotImplementedError
+
     def _choose_object(self, rng: np.random.Generator) -> None:
         """Pick this episode's object (e.g. a shoe instance); default: nothing to pick."""
 

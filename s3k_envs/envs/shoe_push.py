@@ -82,6 +82,10 @@ class ShoePushEnv(PushEnv, ShoesEnv):
     def _rest_height(self) -> float:
         return float(generate_shoe(self.instance_id).rest_poses[0].height) + 2e-4
 
+    def object_bounds(self) -> np.ndarray:
+        vertices = generate_shoe(self.instance_id).vertices
+        return np.stack([vertices.min(0), vertices.max(0)])
+
     def _task_reward(self, keypoints: np.ndarray) -> tuple[float, bool, dict[str, Any]]:
         reward, success, extra = super()._task_reward(keypoints)
         return reward, success, {**extra, "instance_id": int(self.instance_id)}
