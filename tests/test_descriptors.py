@@ -387,10 +387,14 @@ def test_cli_generate_train_select_evaluate(tmp_path, capsys):
     report = tmp_path / "eval.json"
     result = cli.main(["descriptors", "evaluate", str(model), "--scenes", str(scenes),
                        "--pairs", "2", "--s3k", "assets/checkpoints/S3K-Box-v0.pt",
-                       "--out", str(report)])
+                       "--out", str(report), "--figure", str(tmp_path / "fig.png"),
+                       "--figure-scenes", "1"])
     saved = json.loads(report.read_text())
     assert saved["descriptor_keypoints"]["median_mm"] == result["descriptor_keypoints"][
         "median_mm"]
     assert saved["s3k_keypoints"]["median_mm"] < 10.0  # the shipped model on the same box
     assert saved["train_steps"] == 4 and "command" in saved
     assert "descriptor keypoints" in capsys.readouterr().out
+    import imageio.v2 as imageio
+
+    assert imageio.imread(tmp_path / "fig.png").shape[:2] == (128, 4 * 128 + 3 * 2)

@@ -108,6 +108,27 @@ def s3k_keypoint_errors(checkpoint: str | Path, scenes: Any) -> np.ndarray:
     return np.linalg.norm(pred.points_3d - scenes.keypoints, axis=-1)
 
 
+def write_figure(predictor: Any, scenes: Any, path: str | Path, num_scenes: int = 2) -> Path:
+    """PNG of the first ``num_scenes`` scenes (one row of C views each): the descriptor
+    keypoints' per-view 2D estimates as rings, the reprojection of the tracked physical
+    points (:func:`~s3k_envs.descriptors.keypoints.tracked_points`) as dots."""
+    from s3k_envs.descriptors.keypoints import tracked_points
+    from s3k_envs.geometry import project
+    from s3k_envs.viz import draw_points, mosaic, write_png
+
+    sub = scenes.subset(slice(0, num_scenes))
+    pred = predictor.predict(sub.images, sub.intrinsics, sub.extrinsics)
+    truth = tracked_points(predictor.references, sub)  # (S, K, 3)
+    views = []
+    for s in range(len(sub)):
+        uv_true, _ = project(truth[s], sub.intrinsics[s].astype(np.float64),
+                             sub.extrinsics[s].astype(np.float64))
+        for c in range(sub.num_cameras):
+            view = draw_points(sub.images[s, c], uv_true[c], radius=2)
+            views.append(draw_points(view, pred.keypoints_2d[s, c], radius=4, hollow=True))
+    return write_png(mosaic(np.stack(views), cols=sub.num_cameras), path)
+
+
 def _summary(err: np.ndarray) -> dict[str, Any]:
     return {"median_mm": float(np.median(err) * 1000),
             "mean_mm": float(np.mean(err) * 1000),
@@ -141,6 +162,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> dict[str, Any]:
         result["descriptor_keypoints"] = _summary(err)
         print(f"descriptor keypoints (K={err.shape[1]}, no labels) 3D error vs tracked points: "
               f"{result['descriptor_keypoints']}")
+        if args.figure:
+            print(write_figure(predictor, scenes, args.figure, args.figure_scenes))
     if args.s3k:
         err = s3k_keypoint_errors(args.s3k, scenes)
         result["s3k_keypoints"] = {"checkpoint": str(args.s3k), **_summary(err)}
@@ -217,6 +240,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also evaluate this S3K checkpoint (trained for the scenes' env "
                    "keypoints) on the same scenes")
     e.add_argument("--out", type=Path, default=None, help="JSON file for the results")
+    e.add_argument("--figure", type=Path, default=None,
+                   help="PNG: keypoint estimates (rings) and tracked points (dots)")
+    e.add_argument("--figure-scenes", type=int, default=2, help="scenes in the figure")
     e.add_argument("--threads", type=int, default=None, help="torch threads")
     e.set_defaults(func=_cmd_evaluate)
     return p

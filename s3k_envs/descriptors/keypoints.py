@@ -335,16 +335,39 @@ def fuse_batchnorm_descriptor(model: DescriptorNet) -> DescriptorNet:
     return model
 
 
-def keypoint_errors(predictor: DescriptorPredictor, scenes: SceneSet) -> np.ndarray:
-    """3D errors of descriptor keypoints against the physical points they were taken from.
+def tracked_points(references: References, scenes: SceneSet) -> np.ndarray:
+    """World positions of the physical points the reference descriptors were taken from.
 
-    The true position of keypoint k in scene s is ``object_pose[s] @ p_sk``. For the object
-    the references were chosen on (or any object of the same size, e.g. the box) ``p_sk`` is
-    the reference point ``object_points[k]``; for another instance of a category (a shoe of
+    The position of keypoint k in scene s is ``object_pose[s] @ p_sk``. For the object the
+    references were chosen on (or any object of the same size, e.g. the box) ``p_sk`` is the
+    reference point ``object_points[k]``; for another instance of a category (a shoe of
     another size) it is that point in **box-normalised coordinates**: the same fraction of
     the way across the instance's bounding box (``object_bounds``) as across the reference
-    object's. That is an approximate correspondence (shoes differ in more than their
-    boxes), good to the few-millimetre level only along the shoe's sole and heel.
+    object's — an approximate correspondence (shoes differ in more than their boxes).
+
+    Returns:
+        ``(S, K, 3)`` float64 world points, m.
+
+    Raises:
+        ValueError: the references carry no object points.
+    """
+    if references.object_points is None:
+        raise ValueError("the references have no object_points to compare against")
+    pts = np.broadcast_to(references.object_points.astype(np.float64),
+                          (len(scenes), *references.object_points.shape))
+    if references.object_bounds is not None and scenes.object_bounds is not None:
+        ref_lo, ref_hi = references.object_bounds.astype(np.float64)
+        lo = scenes.object_bounds[:, None, 0].astype(np.float64)
+        hi = scenes.object_bounds[:, None, 1].astype(np.float64)
+        frac = (pts - ref_lo) / np.maximum(ref_hi - ref_lo, 1e-9)
+        pts = lo + frac * (hi - lo)
+    pose = scenes.object_pose.astype(np.float64)
+    return pose[:, None, :3, 3] + np.einsum("sij,skj->ski", pose[:, :3, :3], pts)
+
+
+def keypoint_errors(predictor: DescriptorPredictor, scenes: SceneSet) -> np.ndarray:
+    """3D errors of descriptor keypoints against the physical points they track
+    (:func:`tracked_points`).
 
     Returns:
         ``(S, K)`` float64 errors, m.
@@ -352,18 +375,6 @@ def keypoint_errors(predictor: DescriptorPredictor, scenes: SceneSet) -> np.ndar
     Raises:
         ValueError: the references carry no object points.
     """
-    refs = predictor.references
-    if refs.object_points is None:
-        raise ValueError("the references have no object_points to compare against")
-    pts = np.broadcast_to(refs.object_points.astype(np.float64),
-                          (len(scenes), *refs.object_points.shape))
-    if refs.object_bounds is not None and scenes.object_bounds is not None:
-        ref_lo, ref_hi = refs.object_bounds.astype(np.float64)
-        lo = scenes.object_bounds[:, None, 0].astype(np.float64)
-        hi = scenes.object_bounds[:, None, 1].astype(np.float64)
-        frac = (pts - ref_lo) / np.maximum(ref_hi - ref_lo, 1e-9)
-        pts = lo + frac * (hi - lo)
+    truth = tracked_points(predictor.references, scenes)
     pred = predictor.predict(scenes.images, scenes.intrinsics, scenes.extrinsics)
-    pose = scenes.object_pose.astype(np.float64)
-    truth = pose[:, None, :3, 3] + np.einsum("sij,skj->ski", pose[:, :3, :3], pts)
     return np.linalg.norm(pred.points_3d - truth, axis=-1)
