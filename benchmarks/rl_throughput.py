@@ -22,8 +22,9 @@ arm             env
 ==============  ================================================================================
 
 Agents (:class:`~agents.rlpd.RLPD`, MLPs 256 x 256): ``rlpd_e2`` (2 LayerNorm critics, batch
-256: the CPU setting), ``rlpd_e2_b128`` (the same, batch 128) and ``rlpd_e10`` (RLPD's /
-REDQ's 10 critics, a random pair for the target, batch 256).
+256: the CPU setting), ``rlpd_e2_b128`` (the same, batch 128), ``rlpd_e2_b128_d2`` (and the
+actor updated every 2nd step, TD3-style) and ``rlpd_e10`` (RLPD's / REDQ's 10 critics, a
+random pair for the target, batch 256).
 Besides the loop, each component is timed on its own (env step, ``act``, ``update``), and the
 update of Stable-Baselines3's SAC and TD3 (same batch 256, 256 x 256 MLPs, 2 critics) for
 comparison. Every figure is the median of ``--repeats`` runs of ``--steps`` agent steps after
@@ -61,6 +62,8 @@ RESULTS = Path(__file__).resolve().parent / "results"
 ARMS = ("gt", "gt_render", "kp")
 AGENTS = {"rlpd_e2": {"num_critics": 2, "num_min_critics": 2},
           "rlpd_e2_b128": {"num_critics": 2, "num_min_critics": 2, "batch_size": 128},
+          "rlpd_e2_b128_d2": {"num_critics": 2, "num_min_critics": 2, "batch_size": 128,
+                              "actor_every": 2},
           "rlpd_e10": {"num_critics": 10, "num_min_critics": 2}}
 #: Targets of issue 15 (agent steps/s on the project's 2-core box).
 TARGETS = {"gt": 80.0, "kp": 25.0}

@@ -245,3 +245,18 @@ def test_ensemble_member_subset_matches_full_evaluation():
     members = torch.tensor([3, 1])
     torch.testing.assert_close(critic(obs, act, members), full[members])
     assert full.shape == (5, 7) and not torch.allclose(full[0], full[1])
+
+
+def test_actor_every_delays_actor_updates():
+    agent = make_agent(record(3, seed=0), actor_every=2, utd=1)
+    before = [p.detach().clone() for p in agent.actor.parameters()]
+    first = agent.update()  # round 1: critic and actor
+    assert "actor_loss" in first
+    after_first = [p.detach().clone() for p in agent.actor.parameters()]
+    assert any(not torch.equal(a, b) for a, b in zip(before, after_first, strict=True))
+    second = agent.update()  # round 2: critic only
+    assert "actor_loss" not in second and "critic_loss" in second
+    assert all(torch.equal(a, p) for a, p in zip(after_first, agent.actor.parameters(),
+                                                  strict=True))
+    with pytest.raises(ValueError, match="actor_every"):
+        RLPDConfig(actor_every=0)
