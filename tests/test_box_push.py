@@ -310,3 +310,20 @@ def test_shoe_push_object_mask_and_expert(make_env):
         obs, _, terminated, truncated, info = env.step(expert(obs, info))
         done = terminated or truncated
     assert info["is_success"]
+
+
+@pytest.mark.parametrize("env_id", [ENV_ID, SHOE_ID])
+def test_random_and_extreme_actions_stay_stable(env_id, make_env):
+    env = make_env(env_id, images=False, terminate_on_success=False)
+    obs, _ = env.reset(seed=11)
+    rng = np.random.default_rng(0)
+    u = env.unwrapped
+    for i in range(150):
+        action = rng.choice([-1.0, 1.0], size=6) if i % 3 else rng.uniform(-5, 5, size=6)
+        obs, reward, _, _, info = env.step(action.astype(np.float32))
+        assert not info["sim_unstable"] and np.isfinite(reward)
+        assert env.observation_space.contains(obs)
+        assert abs(obs["gripper_pos"][2] - u.options["push_height"]) < 5e-3
+        assert np.all(np.abs(obs["gripper_pos"][:2]) <= 0.25 + 5e-3)
+    with pytest.raises(ValueError, match="finite"):
+        env.step(np.array([np.nan, 0, 0, 0, 0, 0], dtype=np.float32))
