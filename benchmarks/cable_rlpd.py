@@ -22,7 +22,9 @@ Outputs (atomic; ``benchmarks/results/`` by default, stem ``cable_rlpd_<tag>``):
 insertion error, return, discounted return, the critic's Q of the first state-action),
 ``<stem>_eval.csv`` (held-out episodes), ``<stem>.json`` (config, machine, command, summary
 per block of steps, evaluation), ``<stem>.png`` (how episodes end vs env steps; Q0 vs the
-discounted return).
+discounted return). Where the physical plug tip ended (:func:`tip_state`: in the hole, over
+it, or away) is logged per episode. The trained agent goes to ``--save-dir``
+(``runs/cable_rlpd/<stem>.pt``, not committed).
 
 Usage::
 
@@ -53,7 +55,29 @@ GRIPPER_KEYS = ("gripper_pos", "gripper_quat", "gripper_linvel", "gripper_angvel
 TRAIN_SEED_BASE = 10_000
 EVAL_SEED_BASE = 100_000
 RESULTS = Path(__file__).resolve().parent / "results"
-INFO_KEYS = ("insertion_error", "left_safety_box", "sim_unstable", "is_success")
+INFO_KEYS = ("insertion_error", "left_safety_box", "sim_unstable", "is_success",
+             "plug_tip_true", "keypoints")
+
+
+def tip_state(record: dict[str, Any]) -> None:
+    """Replace the raw ``plug_tip_true`` / ``keypoints`` of an episode's last step by where
+    the physical tip ended relative to the socket opening: ``tip_height_mm`` (above the
+    opening, negative inside), ``tip_offset_mm`` (horizontal distance from the hole's axis)
+    and ``tip_where``: ``in_hole`` (below the opening, within the hole's square footprint),
+    ``over_hole`` (above the opening, within 1 cm of the axis) or ``away``."""
+    from s3k_envs.envs.cable import HOLE_HALF_WIDTH
+
+    tip = np.asarray(record.pop("plug_tip_true"), np.float64)
+    socket = np.asarray(record.pop("keypoints"), np.float64)[2]
+    rel = tip - socket
+    record["tip_height_mm"] = 1000 * float(rel[2])
+    record["tip_offset_mm"] = 1000 * float(np.linalg.norm(rel[:2]))
+    if rel[2] < 0 and np.all(np.abs(rel[:2]) <= HOLE_HALF_WIDTH):
+        record["tip_where"] = "in_hole"
+    elif rel[2] >= 0 and record["tip_offset_mm"] <= 10.0:
+        record["tip_where"] = "over_hole"
+    else:
+        record["tip_where"] = "away"
 
 
 def state_vector(obs: Mapping[str, np.ndarray], keypoints: np.ndarray,
@@ -182,6 +206,7 @@ def evaluate(agent: RLPD, relative: bool, episodes: int) -> list[dict[str, Any]]
                    "discounted_return": disc, "q0": q0, "truncated": truncated,
                    **{k: info[k] for k in INFO_KEYS}}
             row["end"] = end_reason(row)
+            tip_state(row)
             rows.append(row)
     finally:
         env.close()
@@ -204,6 +229,8 @@ def block_summary(rows: Sequence[Mapping[str, Any]], block: int, total: int
                for e in ("success", "left_box", "time_limit", "unstable")},
             "median_length": float(np.median([r["length"] for r in sel])),
             "median_final_error_m": float(np.median([r["insertion_error"] for r in sel])),
+            **{f"frac_tip_{w}": sum(r["tip_where"] == w for r in sel) / len(sel)
+               for w in ("in_hole", "over_hole", "away")},
             "mean_q0": float(np.mean([r["q0"] for r in sel])),
             "mean_discounted_return": float(np.mean([r["discounted_return"] for r in sel])),
         })
@@ -254,6 +281,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--block", type=int, default=500, help="summary block, env steps")
     parser.add_argument("--tag", default=None, help="result stem suffix")
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--save-dir", type=Path, default=Path("runs/cable_rlpd"),
+                        help="where the trained agent is saved (agents.rlpd format)")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     tag = args.tag or (f"{'rel' if args.relative else 'world'}_e{args.critics}_utd{args.utd}"
@@ -275,6 +304,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     def log(a: RLPD, record: dict[str, Any]) -> None:
         record["end"] = end_reason(record)
+        tip_state(record)
         record["alpha"] = a.alpha
         rows.append(record)
         if len(rows) % 25 == 0:
@@ -294,11 +324,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 callback=log)
     train_s = time.perf_counter() - t1
     env.close()
+    if args.save_dir is not None:
+        agent.save(args.save_dir / f"cable_rlpd_{tag}.pt")
     eval_rows = evaluate(agent, args.relative, args.eval_episodes)
     ends = [r["end"] for r in eval_rows]
     blocks = block_summary(rows, args.block, args.steps)
     doc = {
-        "benchmark": "cable_rlpd", "tag": tag, "args": vars(args) | {"out": str(args.out)},
+        "benchmark": "cable_rlpd", "tag": tag,
+        "args": vars(args) | {"out": str(args.out), "save_dir": str(args.save_dir)},
         "config": config.to_json(), "demos": demo_stats, "demo_s": demo_s,
         "train_s": train_s, "agent_steps_per_s": args.steps / train_s,
         "training_episodes": len(rows),
@@ -309,15 +342,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                  "ends": {e: ends.count(e) for e in sorted(set(ends))},
                  "median_length": float(np.median([r["length"] for r in eval_rows])),
                  "median_final_error_m": float(np.median([r["insertion_error"]
-                                                          for r in eval_rows]))},
+                                                          for r in eval_rows])),
+                 "tip_where": {w: sum(r["tip_where"] == w for r in eval_rows)
+                               for w in ("in_hole", "over_hole", "away")}},
         "machine": common.machine_info(),
     }
-    columns = ["env_steps", "length", "end", "insertion_error", "return", "discounted_return",
-               "q0", "alpha", "wall_s"]
+    columns = ["env_steps", "length", "end", "insertion_error", "tip_where", "tip_height_mm",
+               "tip_offset_mm", "return", "discounted_return", "q0", "alpha", "wall_s"]
     common.write_csv(f"{stem}_episodes.csv", rows, columns)
     common.write_csv(f"{stem}_eval.csv", eval_rows,
-                     ["seed", "length", "end", "insertion_error", "return", "discounted_return",
-                      "q0"])
+                     ["seed", "length", "end", "insertion_error", "tip_where", "tip_height_mm",
+                      "tip_offset_mm", "return", "discounted_return", "q0"])
     common.write_json(f"{stem}.json", doc)
     plot(rows, blocks, Path(f"{stem}.png"),
          f"RLPD on CableInsert, true keypoints ({tag}); held-out success "
