@@ -29,6 +29,9 @@ Besides the loop, each component is timed on its own (env step, ``act``, ``updat
 update of Stable-Baselines3's SAC and TD3 (same batch 256, 256 x 256 MLPs, 2 critics) for
 comparison. Every figure is the median of ``--repeats`` runs of ``--steps`` agent steps after
 a warm-up; the load average of the machine before and after is recorded (the box is shared).
+Besides wall-clock agent steps/s, ``agent_steps_per_cpu_s`` divides by the CPU time of this
+process (all its threads): what one idle core would do, when other jobs share the machine
+(for the rendering arms it also counts llvmpipe's worker threads, so it is a lower bound).
 
 Outputs (atomic) in ``--out`` (default ``benchmarks/results/``): ``rl_throughput.csv`` (one row
 per arm x agent: agent steps/s median/min/max, ms per env step / act / update),
@@ -108,7 +111,7 @@ def time_loop(env: gym.Env, agent: RLPD, steps: int, seed: int) -> dict[str, flo
     steps/s and the mean ms of each part."""
     obs, _ = env.reset(seed=seed)
     parts = {"act": 0.0, "env": 0.0, "update": 0.0}
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     for _ in range(steps):
         t0 = time.perf_counter()
         action = agent.act(obs)
@@ -127,7 +130,8 @@ def time_loop(env: gym.Env, agent: RLPD, steps: int, seed: int) -> dict[str, flo
             obs, _ = env.reset()
             parts["env"] += time.perf_counter() - t4
     total = time.perf_counter() - start
-    return {"agent_steps_per_s": steps / total,
+    cpu = time.process_time() - cpu_start
+    return {"agent_steps_per_s": steps / total, "agent_steps_per_cpu_s": steps / cpu,
             **{f"{k}_ms": 1000 * v / steps for k, v in parts.items()}}
 
 
@@ -231,11 +235,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 row = {"arm": arm, "agent": name,
                        "agent_steps_per_s": common.median(sps),
                        "agent_steps_per_s_min": min(sps), "agent_steps_per_s_max": max(sps),
+                       "agent_steps_per_cpu_s": common.median(
+                           [r["agent_steps_per_cpu_s"] for r in runs]),
                        **{k: common.median([r[k] for r in runs])
                           for k in ("env_ms", "act_ms", "update_ms")},
                        "target": TARGETS.get(arm)}
                 rows.append(row)
-                print(f"{arm:10s} {name:9s} {row['agent_steps_per_s']:6.1f} agent steps/s "
+                print(f"{arm:10s} {name:9s} {row['agent_steps_per_s']:6.1f} agent steps/s, "
+                      f"{row['agent_steps_per_cpu_s']:6.1f} per CPU-s "
                       f"(env {row['env_ms']:.1f} ms, act {row['act_ms']:.2f} ms, update "
                       f"{row['update_ms']:.1f} ms)", flush=True)
         finally:
@@ -264,7 +271,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args.out.mkdir(parents=True, exist_ok=True)
     common.write_csv(args.out / "rl_throughput.csv", rows,
                      ["arm", "agent", "agent_steps_per_s", "agent_steps_per_s_min",
-                      "agent_steps_per_s_max", "env_ms", "act_ms", "update_ms", "target"])
+                      "agent_steps_per_s_max", "agent_steps_per_cpu_s", "env_ms", "act_ms",
+                      "update_ms", "target"])
     common.write_csv(args.out / "rl_throughput_updates.csv", updates,
                      ["learner", "updates_per_s", "min", "max"])
     common.write_json(args.out / "rl_throughput.json", doc)
