@@ -546,7 +546,9 @@ class RLPD:
         action_space: a bounded ``Box``.
         demonstrations: episodes (module docstring), or None to learn from scratch.
         config: hyper-parameters (:class:`RLPDConfig`).
-        seed: seeds the networks' initialisation, the sampling and the exploration noise.
+        seed: seeds the batch sampling and the REDQ subsets (own generators) and, through
+            ``torch.manual_seed(seed)``, the networks' initialisation and the policy's
+            sampling noise (torch's global generator).
 
     Raises:
         ValueError / TypeError: bad spaces, bad demonstrations (the message names the episode
