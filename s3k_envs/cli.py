@@ -31,7 +31,8 @@ import s3k_envs
 
 #: Env options given in radians (the API's unit); ``s3k envs`` shows them in degrees too.
 ANGLE_OPTIONS = frozenset({"camera_azimuth_jitter", "camera_elevation", "camera_fovy",
-                           "bend_scale", "max_total_bend", "max_angular_speed"})
+                           "bend_scale", "max_total_bend", "max_angular_speed", "goal_yaw",
+                           "success_angle"})
 
 
 def format_option(key: str, value: Any) -> str:
