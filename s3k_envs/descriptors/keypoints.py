@@ -26,6 +26,7 @@ until K are kept.
 
 from __future__ import annotations
 
+import copy
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -237,7 +238,8 @@ class DescriptorPredictor:
     :class:`~s3k_envs.keypoints.predictor.KeypointPredictor`.
 
     Args:
-        model: the descriptor network. config: its checkpoint config.
+        model: the descriptor network (copied; BatchNorm is folded into the copy).
+            config: its checkpoint config.
         references: the keypoints' reference descriptors.
         window_px: peak window half-width, px (default ``3 sigma``).
     """
@@ -248,7 +250,8 @@ class DescriptorPredictor:
         if references.descriptors.ndim != 2 or references.descriptors.shape[1] != dim:
             raise ValueError(f"references: expected (K, {dim}) descriptors, got "
                              f"{references.descriptors.shape}")
-        self.model = fuse_batchnorm_descriptor(model)
+        # A copy: folding BatchNorm changes the modules, the caller's model stays trainable.
+        self.model = fuse_batchnorm_descriptor(copy.deepcopy(model))
         self.config = dict(config)
         self.references = references
         self.keypoint_names: list[str] = list(references.names)
