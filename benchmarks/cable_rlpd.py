@@ -277,6 +277,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--init-temperature", type=float, default=1.0,
                         help="initial SAC temperature (RLPD: 1.0)")
     parser.add_argument("--no-demos", action="store_true", help="learn without demonstrations")
+    parser.add_argument("--no-backup-entropy", action="store_true",
+                        help="no -alpha log pi term in the critic target")
     parser.add_argument("--eval-episodes", type=int, default=20)
     parser.add_argument("--block", type=int, default=500, help="summary block, env steps")
     parser.add_argument("--tag", default=None, help="result stem suffix")
@@ -287,6 +289,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     torch.set_num_threads(1)
     tag = args.tag or (f"{'rel' if args.relative else 'world'}_e{args.critics}_utd{args.utd}"
                        f"_t{args.init_temperature:g}{'_nodemos' if args.no_demos else ''}"
+                       f"{'_nobackupent' if args.no_backup_entropy else ''}"
                        f"_s{args.seed}_{args.steps}")
     stem = args.out / f"cable_rlpd_{tag}"
     t0 = time.perf_counter()
@@ -297,7 +300,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     env = make_env(args.relative)
     config = RLPDConfig(utd=args.utd, num_critics=args.critics,
                         num_min_critics=min(2, args.critics), batch_size=args.batch_size,
-                        init_temperature=args.init_temperature)
+                        init_temperature=args.init_temperature,
+                        backup_entropy=not args.no_backup_entropy)
     agent = RLPD(env.observation_space, env.action_space, None if args.no_demos else demos,
                  config, seed=args.seed)
     rows: list[dict[str, Any]] = []
