@@ -115,7 +115,11 @@ class RLPDConfig:
             both buffers hold data.
         init_temperature: initial SAC temperature alpha.
         target_entropy: None for ``-|A| / 2`` (RLPD), else the value.
-        backup_entropy: subtract ``alpha * log pi`` in the critic target (SAC).
+        backup_entropy: subtract ``alpha * log pi`` in the critic target (SAC). On tasks
+            whose episodes can end early on failure, prefer False: once the temperature has
+            grown (the policy's entropy below its target), ``-alpha * log pi`` per step can
+            outweigh a bounded reward and make ending the episode look good (seen on
+            CableInsert, README "RLPD").
         normalize_observations: running mean / std normalisation (from the demonstrations and
             every observed transition), clipped to +-10.
         reward_scale: rewards are multiplied by this before learning.
