@@ -94,7 +94,9 @@ def test_relabel_cuts_at_the_first_keypoint_success(true_reward: KeypointReward)
     np.testing.assert_array_equal(out["terminated"], [False, False, False, True])
     assert not out["truncated"].any()
     far_error = 0.10 + np.linalg.norm([0, 0, 0.15 - PLUG_EXPOSED])
-    np.testing.assert_allclose(out["rewards"], [-far_error] * 3 + [0.0], atol=1e-9)
+    # the env's reward: 1 - tanh(D / 0.2 m) per step, + 100 on the step that succeeds (D = 0)
+    far = 1.0 - math.tanh(far_error / 0.2)
+    np.testing.assert_allclose(out["rewards"], [far] * 3 + [1.0 + 100.0], atol=1e-9)
 
 
 def test_relabel_never_and_left_box(true_reward: KeypointReward) -> None:
@@ -106,8 +108,15 @@ def test_relabel_never_and_left_box(true_reward: KeypointReward) -> None:
     episode, kp, recorded = _synthetic(5, inserted_from=None, left_at=3)
     out, outcome = relabel_episode(episode, kp, recorded, true_reward, box)
     assert outcome == "left_box" and len(out["actions"]) == 3 and out["terminated"][-1]
-    penalty = true_reward.penalties["left_safety_box"]
-    assert out["rewards"][-1] == pytest.approx(out["rewards"][0] - penalty)
+    # no penalty by default: leaving forfeits the reward still to come
+    assert "left_safety_box" not in true_reward.penalties
+    assert out["rewards"][-1] == pytest.approx(out["rewards"][0])
+    # with a safety penalty, the step that leaves pays it
+    penalised = cable_insert_reward(true_reward.env, terminate_on_success=True,
+                                    safety_penalty=10.0)
+    out, outcome = relabel_episode(episode, kp, recorded, penalised, box)
+    assert outcome == "left_box"
+    assert out["rewards"][-1] == pytest.approx(out["rewards"][0] - 10.0)
     kp_bad = kp.copy()
     kp_bad[2, 0, 0] = np.nan
     with pytest.raises(ValueError, match="finite"):

@@ -22,8 +22,10 @@ arm         observation (flattened to a Box, ``gymnasium.spaces.flatten`` order)
 
 Reward and success. ``kp`` and ``vae`` get the *same* reward from the S3K model:
 :func:`~s3k_envs.wrappers.rewards.cable_insert_reward` on the predicted keypoints
-(``-(|tip - socket| + |base - (socket + 1 cm z)|)`` m per step, ``-10`` on leaving the safety
-box), and an episode succeeds -- and ends -- by the keypoint rule (distance < 2.5 cm on the
+(``1 - tanh(D / 0.2 m)`` per step with ``D = |tip - socket| + |base - (socket + 1 cm z)|``,
++100 on success; leaving the safety box ends the episode and so forfeits the reward still to
+come -- the env's reward, see ``s3k_envs/envs/cable.py``; results committed before this
+change were measured with ``-D`` per step and ``-10`` on leaving), and an episode succeeds -- and ends -- by the keypoint rule (distance < 2.5 cm on the
 predicted keypoints; the env itself is made with ``terminate_on_success=False``). The
 ground-truth success (``info["is_success_true"]``, the env's own rule on true keypoints) is
 logged beside it: the two disagree both ways -- the rule fires a step or two late once the

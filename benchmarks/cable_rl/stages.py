@@ -322,7 +322,6 @@ def relabel_episode(episode: Mapping[str, Any], keypoints: np.ndarray,
     unknown = sorted(set(reward.penalties) - {"left_safety_box"})
     if unknown:
         raise ValueError(f"relabel_episode: cannot recompute penalties {unknown}")
-    penalty = reward.penalties.get("left_safety_box", 0.0)
     names = list(reward.keypoint_names)
     socket = np.asarray(recorded["infos"]["keypoints"], np.float64)[:, names.index("socket")]
     grip = np.asarray(recorded["observations"]["gripper_pos"], np.float64)
@@ -331,9 +330,11 @@ def relabel_episode(episode: Mapping[str, Any], keypoints: np.ndarray,
     for t in range(t_steps):
         dist = reward.keypoint_distance(kp[t + 1])
         left = not in_safety_box(grip[t + 1], socket[t + 1], safety_box)
-        rewards[t] = -reward.scale * (dist + (penalty if left else 0.0))
         assert reward.success_threshold is not None
-        if dist < reward.success_threshold:
+        success = dist < reward.success_threshold
+        # exactly what the reward wrapper returns for this step (shaping, bonus, penalties)
+        rewards[t] = reward.reward_for(dist, success, {"left_safety_box": left})
+        if success:
             end, outcome = t, "rule"
             break
         if left:
