@@ -25,9 +25,10 @@ Reward and success. ``kp`` and ``vae`` get the *same* reward from the S3K model:
 (``1 - tanh(D / 0.2 m)`` per step with ``D = |tip - socket| + |base - (socket + 1 cm z)|``,
 +100 on success; leaving the safety box ends the episode and so forfeits the reward still to
 come -- the env's reward, see ``s3k_envs/envs/cable.py``; results committed before this
-change were measured with ``-D`` per step and ``-10`` on leaving), and an episode succeeds -- and ends -- by the keypoint rule (distance < 2.5 cm on the
-predicted keypoints; the env itself is made with ``terminate_on_success=False``). The
-ground-truth success (``info["is_success_true"]``, the env's own rule on true keypoints) is
+change were measured with ``-D`` per step and ``-10`` on leaving), and an episode
+succeeds -- and ends -- by the keypoint rule (distance < 2.5 cm on the predicted keypoints;
+the env itself is made with ``terminate_on_success=False``). The ground-truth success
+(``info["is_success_true"]``, the env's own rule on true keypoints) is
 logged beside it: the two disagree both ways -- the rule fires a step or two late once the
 plug is in the socket (see 1. below), and it can fire far from the socket when the
 prediction fails (the smoke run saw a training episode of the ``vae`` arm end "inserted" by
