@@ -121,6 +121,26 @@ def _probe() -> dict[str, Any]:
 
 ALPHAS = (0.0, 0.1, 0.5, 1.0, 2.0)
 
+#: README rows of the RL throughput table: (arm cell, agent cell, arm, agent, per-CPU-s bold)
+RL_THROUGHPUT_ROWS = [
+    ("`gt` (no rendering)", "`rlpd_e2` (2 critics, batch 256)", "gt", "rlpd_e2", False),
+    ("`gt`", "`rlpd_e2_b128` (batch 128)", "gt", "rlpd_e2_b128", False),
+    ("`gt`", "`rlpd_e2_b128_d2` (+ actor every 2nd step)", "gt", "rlpd_e2_b128_d2", True),
+    ("`gt`", "`rlpd_e10` (10 critics)", "gt", "rlpd_e10", False),
+    ("`gt_render` (4 x 32 px rendered)", "`rlpd_e2`", "gt_render", "rlpd_e2", False),
+    ("`gt_render`", "`rlpd_e2_b128_d2`", "gt_render", "rlpd_e2_b128_d2", False),
+    ("`kp` (4 x 128 px + S3K model)", "`rlpd_e2`", "kp", "rlpd_e2", False),
+    ("`kp`", "`rlpd_e2_b128_d2`", "kp", "rlpd_e2_b128_d2", True),
+    ("`kp`", "`rlpd_e10`", "kp", "rlpd_e10", False),
+]
+
+
+def _updates(prefix: str) -> float:
+    """Updates/s of the learner whose name starts with ``prefix`` (rl_throughput.json)."""
+    (found,) = [u["updates_per_s"] for u in doc("rl_throughput")["updates"]
+                if u["learner"].startswith(prefix)]
+    return found
+
 
 def _alpha_row(labels: int) -> dict[str, Any]:
     gated = {a: _as(labels, a) for a in ALPHAS}
@@ -380,6 +400,18 @@ CLAIMS: list[Claim] = [
            "{inference_ms:.1f} | {wrappers_ms:.2f} |",
            [(f"threads{t}", functools.partial(one, "wrapped_step", torch_threads=t))
             for t in (1, 2)]),
+    # ---- RL training-loop throughput (rl_throughput.json)
+    *[Claim(f"rl_throughput[{arm},{agent}]",
+            f"| {arm_cell} | {agent_cell} | {{agent_steps_per_s:.0f}} | "
+            + ("**{agent_steps_per_cpu_s:.0f}**" if bold else "{agent_steps_per_cpu_s:.0f}")
+            + " | {env_ms:.1f} | {update_ms:.1f} |",
+            functools.partial(one, "rl_throughput", arm=arm, agent=agent))
+      for arm_cell, agent_cell, arm, agent, bold in RL_THROUGHPUT_ROWS],
+    Claim("rl_throughput updates",
+          "`RLPD` {e2:.0f} (with LayerNorm, actor every update), Stable-Baselines3 SAC "
+          "{sac:.0f}, SB3 TD3 {td3:.0f}",
+          lambda: {"e2": _updates("rlpd_e2 "), "sac": _updates("stable_baselines3 SAC"),
+                   "td3": _updates("stable_baselines3 TD3")}),
     # ---- cable expert (expert_cable.json)
     Claim("expert_cable",
           "Cable expert over {episodes} seeded episodes (`python -m benchmarks.expert_cable`, "
