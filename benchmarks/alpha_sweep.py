@@ -232,7 +232,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     data_profile = DATA_PROFILES[args.profile]
     minutes = args.minutes or data_profile.minutes
     runs = build_runs(sweep, args.profile, minutes)
-    rows = run_grid(runs, args.runs_dir, args.data_dir, jobs=args.jobs, workers=args.workers)
+    rows = run_grid(runs, args.runs_dir, args.data_dir, jobs=args.jobs, ray=args.ray,
+                    workers=args.workers)
     wall = time.monotonic() - t0
     means = mean_over_seeds(rows, ("gate", "unlabelled_available", "labels", "alpha"),
                             METRICS)

@@ -185,13 +185,14 @@ class DatasetSpec:
 
 
 def ensure_dataset(spec: DatasetSpec, data_dir: Path = DEFAULT_DATA_DIR,
-                   workers: int | None = None) -> Path:
+                   workers: int | None = None, ray: str | None = None) -> Path:
     """Generate (or resume, or find complete) the dataset of ``spec``.
 
     Args:
         spec: what to generate.
         data_dir: parent directory; the dataset goes to ``data_dir / spec.dirname()``.
         workers: generation processes (None: ``generate_dataset``'s default).
+        ray: generate on Ray (``"local"`` or a cluster address), one task per shard.
 
     Returns:
         The dataset directory.
@@ -202,7 +203,8 @@ def ensure_dataset(spec: DatasetSpec, data_dir: Path = DEFAULT_DATA_DIR,
     generate_dataset(path, spec.env_id, spec.samples, spec.labelled,
                      image_size=spec.image_size, seed=spec.seed,
                      env_options=dict(spec.env_options), rollout_steps=spec.rollout_steps,
-                     rollout_noise=spec.rollout_noise, workers=workers, progress=False)
+                     rollout_noise=spec.rollout_noise, workers=workers, progress=False,
+                     ray=ray)
     return path
 
 
@@ -641,7 +643,7 @@ def _run_in_worker(run: RunSpec, runs_dir: str, data_dir: str,
 
 def run_grid(runs: Sequence[RunSpec], runs_dir: Path, data_dir: Path = DEFAULT_DATA_DIR,
              jobs: int = 2, workers: int | None = None,
-             progress: bool = False) -> list[dict[str, Any]]:
+             progress: bool = False, ray: str | None = None) -> list[dict[str, Any]]:
     """Generate the data of, train and evaluate every run; one result row per run, in order.
 
     Args:
@@ -651,6 +653,11 @@ def run_grid(runs: Sequence[RunSpec], runs_dir: Path, data_dir: Path = DEFAULT_D
         jobs: runs trained side by side (processes; 1 = in this process).
         workers: dataset generation processes (None: ``generate_dataset``'s default).
         progress: progress bars (only with ``jobs == 1``).
+        ray: run on Ray instead of local processes (``"local"`` or a cluster address): the
+            datasets' shards and then every run are Ray tasks (1 CPU each; ``jobs`` is then
+            Ray's business). Run and data directories must be on a file system every node
+            sees; a run whose worker died is retried by Ray and resumes from its last
+            checkpoint, and rerunning an interrupted grid skips finished runs, as locally.
 
     Returns:
         Rows: ``dict(run.meta)`` then ``name, alpha, seed, labels, unlabelled, minutes,
@@ -685,7 +692,7 @@ def run_grid(runs: Sequence[RunSpec], runs_dir: Path, data_dir: Path = DEFAULT_D
     t0 = time.monotonic()
     for spec in specs:
         print(f"dataset {data_dir / spec.dirname()} ...", file=sys.stderr, flush=True)
-        ensure_dataset(spec, data_dir, workers)
+        ensure_dataset(spec, data_dir, workers, ray)
     print(f"{len(specs)} datasets ready in {time.monotonic() - t0:.0f} s", file=sys.stderr,
           flush=True)
     keypoints = {spec.dirname(): list(read_manifest(data_dir / spec.dirname())
@@ -696,6 +703,14 @@ def run_grid(runs: Sequence[RunSpec], runs_dir: Path, data_dir: Path = DEFAULT_D
             raise ValueError(f"run_grid: dataset {name} has keypoints {kp}, {ref_name} has "
                              f"{ref}; one grid needs one set of keypoints")
     runs_dir.mkdir(parents=True, exist_ok=True)
+    if ray:
+        from s3k_envs.keypoints import ray_backend
+
+        ray_module = ray_backend.connect(ray)
+        task = ray_module.remote(num_cpus=1, max_retries=ray_backend.MAX_RETRIES)(
+            _run_in_worker)
+        refs = [task.remote(r, str(runs_dir), str(data_dir), ref) for r in runs]
+        return list(ray_module.get(refs))
     if jobs == 1 or len(runs) == 1:
         return [run_one(r, runs_dir, data_dir, ref, progress) for r in runs]
     with ProcessPoolExecutor(min(jobs, len(runs)),
@@ -778,6 +793,10 @@ def add_common_args(p: argparse.ArgumentParser, runs_dir_help: str) -> None:
                    help="training seeds (default: the profile's)")
     p.add_argument("--minutes", type=float, default=None,
                    help="CPU-minutes per run (default: the profile's)")
+    p.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
+                   help="run the datasets' shards and every run as Ray tasks: without "
+                        "ADDRESS on a local Ray instance, else on the cluster at ADDRESS "
+                        "(docs/scaling.md); needs pip install 's3k-envs[ray]'")
 
 
 def check_common_args(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:

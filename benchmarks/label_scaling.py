@@ -320,7 +320,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     grid = replace(profile, **changes)
     runs = build_runs(grid)  # the datasets stay the profile's (box_data), so they are shared
     rows = _with_totals(run_grid(runs, args.runs_dir, args.data_dir, jobs=args.jobs,
-                                 workers=args.workers))
+                                 ray=args.ray, workers=args.workers))
     wall = time.monotonic() - t0
     means = mean_over_seeds(rows, ("labels", "unlabelled"), METRICS)
     settings = {"profile": args.profile, "env_id": ENV_ID, "image_size": grid.image_size,

@@ -342,7 +342,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"{stem}: {len(runs)} runs of {profile.minutes:g} CPU-min, jobs {args.jobs}",
           file=sys.stderr, flush=True)
     t0 = time.monotonic()
-    rows = add_derived(run_grid(runs, runs_dir, args.data_dir, jobs=args.jobs,
+    rows = add_derived(run_grid(runs, runs_dir, args.data_dir, jobs=args.jobs, ray=args.ray,
                                 workers=args.workers))
     wall = time.monotonic() - t0
     summary = summarize(rows)
