@@ -54,6 +54,12 @@ from s3k_envs.keypoints.predictor import KeypointPredictor
 
 
 # ---------------------------------------------------------------------------- pipeline
+def run_task(ctx: RunContext, arm: str, seed: int) -> dict[str, Any]:
+    """One (arm, seed) run in a Ray worker (its own torch thread setting)."""
+    torch.set_num_threads(ctx.cfg.threads)
+    return run_one(ctx, arm, seed)
+
+
 def run(cfg: Config) -> dict[str, Any]:
     """The whole pipeline; returns the summary dict written to ``<stem>.json``."""
     torch.set_num_threads(cfg.threads)
@@ -86,8 +92,19 @@ def run(cfg: Config) -> dict[str, Any]:
     with stage("4. training and evaluation") as flags:
         flags["reused"] = all((run_directory(cfg, arm, seed) / "result.json").exists()
                               for arm in cfg.arms for seed in cfg.seeds)
-        for seed in cfg.seeds:  # seed-major: a partial run still compares the arms
-            for arm in cfg.arms:
+        pairs = [(arm, seed) for seed in cfg.seeds for arm in cfg.arms]  # seed-major
+        if cfg.ray:
+            # Every (arm, seed) run is a Ray task; runs write into the work directory as
+            # locally (a file system all nodes see), and a retried run resumes.
+            from s3k_envs.keypoints import ray_backend
+
+            ray = ray_backend.connect(cfg.ray)
+            task = ray.remote(num_cpus=1, max_retries=ray_backend.MAX_RETRIES)(run_task)
+            shared = ray.put(ctx)
+            outs = ray.get([task.remote(shared, arm, seed) for arm, seed in pairs])
+            results.update(zip(pairs, outs, strict=True))
+        else:
+            for arm, seed in pairs:  # seed-major: a partial run still compares the arms
                 results[(arm, seed)] = run_one(ctx, arm, seed)
     summary_rows = summarise(cfg, results, probe)
     episodes = load_run_rows(cfg, results, "episodes")
@@ -193,6 +210,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="name of a variant of the profile (e.g. 10k): results <stem>_<tag>.*, "
                         "work directory WORK_DIR/<profile>_<tag>/")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
+                   help="run every (arm, seed) as a Ray task: without ADDRESS on a local Ray "
+                        "instance, else on the cluster at ADDRESS (docs/scaling.md)")
     return p
 
 
@@ -254,7 +274,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
         vae_arch=dict(prof.vae_arch), vae_checkpoint=a.vae_checkpoint,
         keypoint_checkpoint=Path(kp_ckpt), agent=agent, threads=a.threads, workers=a.workers,
         work_dir=a.work_dir, tag=a.tag, out=a.out or default_out, stem=stem,
-        progress=not a.no_progress,
+        progress=not a.no_progress, ray=a.ray,
         **cfg_values)
 
 

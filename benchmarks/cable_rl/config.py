@@ -176,6 +176,8 @@ class Config:
     stem: str
     tag: str = ""
     progress: bool = True
+    # run the (arm, seed) runs as Ray tasks: "local" or a cluster address (docs/scaling.md)
+    ray: str | None = None
 
     @property
     def work(self) -> Path:
