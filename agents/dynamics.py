@@ -125,7 +125,8 @@ class TrainConfig:
         augment: SE(2) augmentation; ``None``: the model's ``planar`` option.
         max_translation: largest augmentation translation per axis, m.
         val_fraction: share of the episodes held out for the validation error.
-        seed: torch / numpy seed of the run.
+        seed: seed of the run's data split, batches and augmentation (the model's initial
+            weights come from torch's global generator when it was built: seed it first).
         max_seconds: wall-clock budget, s (``None``: no limit).
         weight_decay: Adam weight decay.
     """
@@ -430,7 +431,6 @@ def train_dynamics(model: KeypointDynamics, episodes: Sequence[Mapping[str, np.n
         raise ValueError("SE(2) augmentation needs a point state")
     rng = np.random.default_rng(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
-    torch.manual_seed(cfg.seed)
     order = rng.permutation(len(episodes))
     n_val = round(cfg.val_fraction * len(episodes)) if len(episodes) > 1 else 0
     val_eps = [episodes[i] for i in order[:n_val]]

@@ -17,7 +17,8 @@ Each control step :meth:`MPPIPlanner.act` (or the lower-level :meth:`MPPIPlanner
 4. the first action of the plan is returned; the rest warm-starts the next step.
 
 Cost of a predicted sequence ``s_1..s_T`` (:meth:`MPPIPlanner.cost`): ``d(s_T)`` +
-``running_cost`` x ``mean_t d(s_t)`` + ``action_cost`` x ``mean_t |a_t|^2``, where
+``running_cost`` x ``mean_t d(s_t)`` + ``action_cost`` x ``mean_t |a_t|^2`` (+ an optional
+``reach_cost`` tie-breaker, see :class:`MPPIConfig`), where
 ``d(s)`` = mean over the goal keypoints of the Euclidean distance (m) between the state's
 rows ``cost_rows`` and the goal ``(K, P)`` (point states), or the Euclidean distance to the
 goal vector (latent states).
@@ -51,6 +52,10 @@ class MPPIConfig:
         shooting_hold: random-shooting sequences hold each action this many steps.
         running_cost: weight of the mean distance along the way (0 = terminal cost only).
         action_cost: weight of the mean squared action.
+        reach_cost: weight of the mean distance (m) from the tool row to the centroid of the
+            object rows (``reach_rows`` of the planner): a tie-breaker that brings the pusher
+            to the object when no sampled sequence moves it yet (the temperature is relative
+            to the cost spread, so even a tiny weight decides then); 0 = off (the paper).
         seed: seed of the planner's random generator.
     """
 
@@ -63,6 +68,7 @@ class MPPIConfig:
     shooting_hold: int = 3
     running_cost: float = 0.1
     action_cost: float = 0.0
+    reach_cost: float = 0.0
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -86,11 +92,13 @@ class MPPIPlanner:
         config: :class:`MPPIConfig`.
         cost_rows: for point states, the state rows compared with the goal (e.g. the object
             keypoints, without the pusher row); ``None``: all rows.
+        reach_rows: ``(tool_row, object_rows)`` for ``config.reach_cost`` (point states).
     """
 
     def __init__(self, model: KeypointDynamics, low: Sequence[float] | np.ndarray,
                  high: Sequence[float] | np.ndarray, config: MPPIConfig | None = None,
-                 cost_rows: Sequence[int] | None = None) -> None:
+                 cost_rows: Sequence[int] | None = None,
+                 reach_rows: tuple[int, Sequence[int]] | None = None) -> None:
         self.model = model.eval()
         self.config = config or MPPIConfig()
         mc = model.config
@@ -111,6 +119,16 @@ class MPPIPlanner:
             self.cost_rows: list[int] | None = rows
         else:
             self.cost_rows = None
+        self.reach_rows: tuple[int, list[int]] | None = None
+        if reach_rows is not None:
+            n = mc.state_shape[0] if mc.is_points else 0
+            tool, rows = int(reach_rows[0]), [int(r) for r in reach_rows[1]]
+            if not mc.is_points or not rows or not all(0 <= r < n for r in [tool, *rows]):
+                raise ValueError(f"reach_rows: expected (tool_row, object_rows) of a point state"
+                                 f" with {n} rows, got {reach_rows!r}")
+            self.reach_rows = (tool, rows)
+        if self.config.reach_cost and self.reach_rows is None:
+            raise ValueError("reach_cost needs reach_rows=(tool_row, object_rows)")
         self.gen = torch.Generator().manual_seed(self.config.seed)
         self.plan_seconds: list[float] = []
         self.reset()
@@ -149,6 +167,10 @@ class MPPIPlanner:
         c = d[:, -1]
         if self.config.running_cost:
             c = c + self.config.running_cost * d.mean(1)
+        if self.config.reach_cost and self.reach_rows is not None:
+            tool, rows = self.reach_rows
+            centre = pred[..., rows, :].mean(-2)
+            c = c + self.config.reach_cost * (pred[..., tool, :] - centre).norm(dim=-1).mean(1)
         if self.config.action_cost:
             c = c + self.config.action_cost * actions.pow(2).sum(-1).mean(1)
         return c

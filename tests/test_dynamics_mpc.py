@@ -71,6 +71,7 @@ def toy_episodes(n: int, steps: int, rng: np.random.Generator) -> list[dict[str,
 def toy_model() -> tuple[KeypointDynamics, dict]:
     torch.set_num_threads(1)
     eps = toy_episodes(300, 20, np.random.default_rng(0))
+    torch.manual_seed(0)
     model = KeypointDynamics(DynamicsConfig((2, 2), 2, hidden=(64, 64), planar=True))
     stats = train_dynamics(model, eps, TrainConfig(steps=1000, batch_size=128,
                                                    rollout_steps=3, lr=3e-3))
@@ -187,6 +188,7 @@ def test_latent_state_model_trains_and_plans():
     eps = toy_episodes(100, 12, np.random.default_rng(5))
     flat = [{"states": e["states"].reshape(len(e["states"]), 4), "actions": e["actions"]}
             for e in eps]
+    torch.manual_seed(0)
     model = KeypointDynamics(DynamicsConfig((4,), 2, hidden=(32, 32)))
     stats = train_dynamics(model, flat, TrainConfig(steps=150, batch_size=64, rollout_steps=2))
     assert stats["val_rmse_per_step"][0] < stats["val_rmse_no_motion"][0]
@@ -215,6 +217,10 @@ def test_bad_inputs_get_clear_errors(toy_model):
         MPPIPlanner(model, [-1], [1])
     with pytest.raises(ValueError, match="cost_rows"):
         MPPIPlanner(model, [-1, -1], [1, 1], cost_rows=[2])
+    with pytest.raises(ValueError, match="reach_cost needs reach_rows"):
+        MPPIPlanner(model, [-1, -1], [1, 1], MPPIConfig(reach_cost=0.1))
+    with pytest.raises(ValueError, match="reach_rows"):
+        MPPIPlanner(model, [-1, -1], [1, 1], reach_rows=(5, [1]))
     with pytest.raises(ValueError, match="state_shape"):
         DynamicsConfig((3, 4), 2)
     with pytest.raises(ValueError, match=r"episode 0: states should be \(T\+1, 2, 2\)"):
