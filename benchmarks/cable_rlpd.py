@@ -10,7 +10,11 @@ Observation (:class:`CableStateObservation`, ``(22,)`` float32): ``plug_tip``, `
 ``socket`` keypoints (m, world) + ``gripper_pos`` (m), ``gripper_quat``, ``gripper_linvel``
 (m/s), ``gripper_angvel`` (rad/s). With ``--relative`` (``(19,)``): ``tip - socket``,
 ``base - socket``, ``gripper - socket`` (m) + quaternion and velocities: invariant to where the
-socket stands (SERL's relative frames, Luo et al. 2024).
+socket stands (SERL's relative frames, Luo et al. 2024). ``--velocity`` appends the plug's
+motion since the previous step (``plug_tip``, ``plug_base``: 6 entries, m per step; the swing a
+single frame does not show); ``--time-limit`` appends the fraction of the 40 steps still to
+come and stores time-limit ends as terminal (``RLPDConfig(bootstrap_truncation=False)``: the
+critic values a state by what is left of *this* episode, not by hovering forever).
 
 Seeds: demonstrations from env seeds ``--demo-seed`` + i (expert episodes, all successful);
 training resets from ``TRAIN_SEED_BASE + 1000 * seed``; the final deterministic policy is
@@ -29,7 +33,9 @@ it, or away) is logged per episode. The trained agent goes to ``--save-dir``
 Usage::
 
     MUJOCO_GL=egl python -m benchmarks.cable_rlpd --steps 3000 [--relative] [--utd 4]
-        [--critics 2] [--seed 0] [--tag name]
+        [--critics 2] [--seed 0] [--no-backup-entropy] [--time-limit] [--velocity] [--tag name]
+
+Where a trained agent fails: ``python -m benchmarks.cable_rlpd_diagnose <agent.pt> --relative``.
 """
 
 from __future__ import annotations
@@ -81,7 +87,8 @@ def tip_state(record: dict[str, Any]) -> None:
 
 
 def state_vector(obs: Mapping[str, np.ndarray], keypoints: np.ndarray,
-                 relative: bool) -> np.ndarray:
+                 relative: bool, time_left: float | None = None,
+                 prev_keypoints: np.ndarray | None = None) -> np.ndarray:
     """The agent's observation of one step.
 
     Args:
@@ -89,11 +96,17 @@ def state_vector(obs: Mapping[str, np.ndarray], keypoints: np.ndarray,
             ``gripper_linvel`` (3,) m/s, ``gripper_angvel`` (3,) rad/s).
         keypoints: ``(3, 3)`` m, ``plug_tip``, ``plug_base``, ``socket`` (world).
         relative: positions relative to the socket (``(19,)``) instead of world (``(22,)``).
+        time_left: if given, appended as the last entry (fraction of the episode's steps
+            still to come, 1 at reset, 0 at the time limit).
+        prev_keypoints: if given, the previous control step's ``(3, 3)`` keypoints (at reset:
+            the same as ``keypoints``); ``plug_tip`` and ``plug_base`` motion since then (m per
+            step, 6 entries) is appended before ``time_left``: the swing of the plug, which
+            one frame does not show.
 
     Returns:
         float32 vector: keypoints (world, 9) or ``tip - socket, base - socket, gripper -
         socket`` (9), then the gripper entries (world: ``gripper_pos`` first; relative: it is
-        already in the 9).
+        already in the 9), then the plug's motion and ``time_left`` if given.
     """
     kp = np.asarray(keypoints, np.float64)
     grip = np.asarray(obs["gripper_pos"], np.float64)
@@ -103,7 +116,11 @@ def state_vector(obs: Mapping[str, np.ndarray], keypoints: np.ndarray,
         head = [kp[0] - socket, kp[1] - socket, grip - socket]
     else:
         head = [kp.ravel(), grip]
-    return np.concatenate([*head, *rest]).astype(np.float32)
+    tail = [] if prev_keypoints is None else [
+        (kp[:2] - np.asarray(prev_keypoints, np.float64)[:2]).ravel()]
+    if time_left is not None:
+        tail.append(np.array([time_left], np.float64))
+    return np.concatenate([*head, *rest, *tail]).astype(np.float32)
 
 
 class CableStateObservation(gym.Wrapper):
@@ -113,35 +130,55 @@ class CableStateObservation(gym.Wrapper):
         env: a CableInsert env (its ``info["keypoints"]`` are read; make it with
             ``images=False`` so that nothing renders).
         relative: socket-relative positions.
+        time_feature: append the fraction of the episode still to come (``1 - t / T``, T the
+            env's ``max_episode_steps``): the time limit is part of the task, and a critic
+            that does not bootstrap at the time limit needs it (Pardo et al. 2018).
+        velocity: append the plug's motion since the previous step (:func:`state_vector`).
     """
 
-    def __init__(self, env: gym.Env, relative: bool = False) -> None:
+    def __init__(self, env: gym.Env, relative: bool = False, time_feature: bool = False,
+                 velocity: bool = False) -> None:
         super().__init__(env)
         self.relative = bool(relative)
-        dim = 19 if relative else 22
+        self.time_feature = bool(time_feature)
+        self.velocity = bool(velocity)
+        self._prev: np.ndarray | None = None
+        spec = env.spec
+        self.max_steps = int(spec.max_episode_steps) if spec and spec.max_episode_steps else 40
+        self.t = 0
+        dim = (19 if relative else 22) + 6 * self.velocity + self.time_feature
         self.observation_space = spaces.Box(-np.inf, np.inf, (dim,), np.float32)
+
+    def _vector(self, obs: Mapping[str, np.ndarray], keypoints: np.ndarray) -> np.ndarray:
+        kp = np.asarray(keypoints, np.float64)
+        prev = (kp if self._prev is None else self._prev) if self.velocity else None
+        self._prev = kp.copy()
+        return state_vector(obs, kp, self.relative,
+                            1.0 - self.t / self.max_steps if self.time_feature else None, prev)
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None
               ) -> tuple[np.ndarray, dict[str, Any]]:
         """Reset; observation from the first frame's keypoints."""
         obs, info = self.env.reset(seed=seed, options=options)
-        return state_vector(obs, info["keypoints"], self.relative), info
+        self.t, self._prev = 0, None
+        return self._vector(obs, info["keypoints"]), info
 
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         """Step; observation from this step's keypoints."""
         obs, reward, terminated, truncated, info = self.env.step(action)
-        return (state_vector(obs, info["keypoints"], self.relative), reward, terminated,
-                truncated, info)
+        self.t += 1
+        return self._vector(obs, info["keypoints"]), reward, terminated, truncated, info
 
 
-def make_env(relative: bool = False, **options: Any) -> CableStateObservation:
+def make_env(relative: bool = False, time_feature: bool = False, velocity: bool = False,
+             **options: Any) -> CableStateObservation:
     """The state-based cable env: ``images=False`` (no rendering), the env's reward."""
     options = {"images": False, "disable_env_checker": True, **options}
-    return CableStateObservation(gym.make(ENV_ID, **options), relative)
+    return CableStateObservation(gym.make(ENV_ID, **options), relative, time_feature, velocity)
 
 
-def record_demos(episodes: int, seed: int, relative: bool) -> tuple[list[dict[str, Any]],
-                                                                   dict[str, Any]]:
+def record_demos(episodes: int, seed: int, relative: bool, time_feature: bool = False,
+                 velocity: bool = False) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Expert episodes on the state env (:class:`s3k_envs.experts.CableInsertExpert`), in the
     agents' episode format with :func:`state_vector` observations; failures skipped.
 
@@ -162,8 +199,11 @@ def record_demos(episodes: int, seed: int, relative: bool) -> tuple[list[dict[st
                 failed.append(seed + attempts - 1)
                 continue
             kps = ep["infos"]["keypoints"]
+            limit = env.spec.max_episode_steps if env.spec else 40
             obs = [state_vector({k: v[t] for k, v in ep["observations"].items()}, kps[t],
-                                relative) for t in range(len(kps))]
+                                relative, 1.0 - t / limit if time_feature else None,
+                                kps[max(t - 1, 0)] if velocity else None)
+                   for t in range(len(kps))]
             out.append({"observations": np.stack(obs), "actions": ep["actions"],
                         "rewards": ep["rewards"], "terminated": ep["terminated"],
                         "truncated": ep["truncated"]})
@@ -187,9 +227,10 @@ def end_reason(record: Mapping[str, Any]) -> str:
     return "other"
 
 
-def evaluate(agent: RLPD, relative: bool, episodes: int) -> list[dict[str, Any]]:
+def evaluate(agent: RLPD, relative: bool, episodes: int, time_feature: bool = False,
+             velocity: bool = False) -> list[dict[str, Any]]:
     """The deterministic policy on held-out seeds ``EVAL_SEED_BASE + i``."""
-    env = make_env(relative)
+    env = make_env(relative, time_feature, velocity)
     rows = []
     try:
         for i in range(episodes):
@@ -279,6 +320,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--no-demos", action="store_true", help="learn without demonstrations")
     parser.add_argument("--no-backup-entropy", action="store_true",
                         help="no -alpha log pi term in the critic target")
+    parser.add_argument("--time-limit", action="store_true",
+                        help="the 40-step time limit as part of the task: time left in the "
+                             "observation, no bootstrap at truncation")
+    parser.add_argument("--velocity", action="store_true",
+                        help="the plug's motion since the previous step in the observation")
     parser.add_argument("--eval-episodes", type=int, default=20)
     parser.add_argument("--block", type=int, default=500, help="summary block, env steps")
     parser.add_argument("--tag", default=None, help="result stem suffix")
@@ -290,18 +336,21 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     tag = args.tag or (f"{'rel' if args.relative else 'world'}_e{args.critics}_utd{args.utd}"
                        f"_t{args.init_temperature:g}{'_nodemos' if args.no_demos else ''}"
                        f"{'_nobackupent' if args.no_backup_entropy else ''}"
+                       f"{'_tl' if args.time_limit else ''}{'_vel' if args.velocity else ''}"
                        f"_s{args.seed}_{args.steps}")
     stem = args.out / f"cable_rlpd_{tag}"
     t0 = time.perf_counter()
-    demos, demo_stats = record_demos(args.demos, args.demo_seed, args.relative)
+    demos, demo_stats = record_demos(args.demos, args.demo_seed, args.relative,
+                                     args.time_limit, args.velocity)
     demo_s = time.perf_counter() - t0
     print(f"demos: {demo_stats['episodes']} episodes, {demo_stats['steps']} steps "
           f"({demo_s:.1f} s)", flush=True)
-    env = make_env(args.relative)
+    env = make_env(args.relative, args.time_limit, args.velocity)
     config = RLPDConfig(utd=args.utd, num_critics=args.critics,
                         num_min_critics=min(2, args.critics), batch_size=args.batch_size,
                         init_temperature=args.init_temperature,
-                        backup_entropy=not args.no_backup_entropy)
+                        backup_entropy=not args.no_backup_entropy,
+                        bootstrap_truncation=not args.time_limit)
     agent = RLPD(env.observation_space, env.action_space, None if args.no_demos else demos,
                  config, seed=args.seed)
     rows: list[dict[str, Any]] = []
@@ -330,7 +379,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     env.close()
     if args.save_dir is not None:
         agent.save(args.save_dir / f"cable_rlpd_{tag}.pt")
-    eval_rows = evaluate(agent, args.relative, args.eval_episodes)
+    eval_rows = evaluate(agent, args.relative, args.eval_episodes, args.time_limit,
+                          args.velocity)
     ends = [r["end"] for r in eval_rows]
     blocks = block_summary(rows, args.block, args.steps)
     doc = {

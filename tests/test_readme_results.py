@@ -213,6 +213,52 @@ def _slower_steps() -> dict[str, Any]:
     return dict(zip(("lo", "hi"), span(slower), strict=True))
 
 
+def _rlpd_diag() -> dict[str, Any]:
+    """cable_rlpd_diagnose: summary + the rim failures' offsets."""
+    d = doc("cable_rlpd_diagnose_nobackupent_s0")
+    rim = [e["agent_final_tip_offset_mm"] for e in d["episodes"] if not e["agent_success"]
+           and abs(e["agent_final_tip_height_mm"]) < 3 and 6 < e["agent_final_tip_offset_mm"] < 17]
+    return {"s": d["summary"], "rim": len(rim), "lo": min(rim), "hi": max(rim),
+            "pct": 100 * d["summary"]["frac_agent_action_rated_higher"]}
+
+
+def _rlpd_run(stem: str, label: str, seed: int) -> dict[str, Any]:
+    """One cable_rlpd run: training success, Q0 and paid return over its last 2,000 steps,
+    held-out successes and box exits."""
+    d = doc(f"cable_rlpd_{stem}")
+    last = [b for b in d["blocks"] if int(b["steps"].split("-")[1]) > d["args"]["steps"] - 2000]
+    n = sum(b["episodes"] for b in last)
+    return {"label": label, "seed": seed, "n": n,
+            "s": sum(round(b["frac_success"] * b["episodes"]) for b in last),
+            "q0": sum(b["mean_q0"] * b["episodes"] for b in last) / n,
+            "paid": sum(b["mean_discounted_return"] * b["episodes"] for b in last) / n,
+            "held": d["eval"]["ends"].get("success", 0), "he": d["eval"]["episodes"],
+            "left": d["eval"]["ends"].get("left_box", 0)}
+
+
+#: README rows of the cable RLPD change table: (row id, result stem, setting label, seed)
+RLPD_RUNS = [
+    ("plain s0", "rel_e2_utd4_t0.01_nobackupent_s0_10000", "plain", 0),
+    ("tl s0", "rel_e2_utd4_t0.01_nobackupent_tl_s0_10000", "`--time-limit`", 0),
+    ("tl s1", "rel_e2_utd4_t0.01_nobackupent_tl_s1_10000", "`--time-limit`", 1),
+    ("vel s0", "rel_e2_utd4_t0.01_nobackupent_vel_s0_10000", "`--velocity`", 0),
+]
+
+RLPD_DIAG_TEMPLATE = (
+    "The agent inserted on {s[agent_successes]} of {s[episodes]} (the expert on "
+    "{s[expert_successes]} of {s[episodes]}, median {s[expert_median_steps]:.1f} steps). In "
+    "{s[failures_frozen]} of its {s[failures]} failures the policy freezes (every linear action "
+    "component below 0.1 for at least 15 of the last 20 steps) while the critic values the "
+    "state at {s[failures_q_last_min]:.0f}–{s[failures_q_last_max]:.0f}: {rim} with the tip on "
+    "the hole's rim ({lo:.1f}–{hi:.1f} mm off the axis, at the opening's height; the hole's "
+    "edge is at 6 mm), the others hovering 1–3 cm above or beside the socket. On the expert's "
+    "{s[expert_states]} states the critic rates the agent's action higher than the expert's in "
+    "{pct:.0f} % of them (mean Q {s[mean_q_agent_action]:.1f} vs "
+    "{s[mean_q_expert_action]:.1f}).")
+RLPD_ROW_TEMPLATE = ("| {label} | {seed} | {s} / {n} | **{held} / {he}** | {left} | "
+                     "{q0:.0f} vs {paid:.0f} |")
+
+
 CLAIMS: list[Claim] = [
     # ---- keypoint accuracy (keypoint_accuracy.json)
     *table("keypoint_accuracy",
@@ -412,6 +458,11 @@ CLAIMS: list[Claim] = [
           "{sac:.0f}, SB3 TD3 {td3:.0f}",
           lambda: {"e2": _updates("rlpd_e2 "), "sac": _updates("stable_baselines3 SAC"),
                    "td3": _updates("stable_baselines3 TD3")}),
+    # ---- cable RLPD diagnosis and changes (cable_rlpd_*.json)
+    Claim("cable_rlpd diagnosis", RLPD_DIAG_TEMPLATE, _rlpd_diag),
+    *table("cable_rlpd changes", RLPD_ROW_TEMPLATE,
+           [(rid, functools.partial(_rlpd_run, stem, label, seed))
+            for rid, stem, label, seed in RLPD_RUNS]),
     # ---- cable expert (expert_cable.json)
     Claim("expert_cable",
           "Cable expert over {episodes} seeded episodes (`python -m benchmarks.expert_cable`, "

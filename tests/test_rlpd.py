@@ -260,3 +260,22 @@ def test_actor_every_delays_actor_updates():
                                                   strict=True))
     with pytest.raises(ValueError, match="actor_every"):
         RLPDConfig(actor_every=0)
+
+
+@pytest.mark.parametrize("bootstrap", [True, False])
+def test_truncation_is_stored_terminal_only_without_bootstrap(bootstrap):
+    """``bootstrap_truncation=False`` stores time-limit ends as terminal (no bootstrap);
+    the default keeps bootstrapping them. A policy that never reaches the goal: every episode
+    is truncated at 20 steps."""
+    agent = make_agent(None, learning_starts=10_000, bootstrap_truncation=bootstrap)
+
+    class Still(PointGoalEnv):
+        def step(self, action):
+            return super().step(np.zeros(2, np.float32))
+
+    records = agent.learn(Still(), 40, seed=0)
+    assert [r["truncated"] for r in records] == [True, True]
+    stored = agent.online.terminated[: agent.online.size]
+    assert int(stored.sum()) == (0 if bootstrap else 2)
+    if not bootstrap:
+        assert stored[19] == 1.0 and stored[39] == 1.0
