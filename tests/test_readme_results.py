@@ -242,6 +242,8 @@ RLPD_RUNS = [
     ("tl s0", "rel_e2_utd4_t0.01_nobackupent_tl_s0_10000", "`--time-limit`", 0),
     ("tl s1", "rel_e2_utd4_t0.01_nobackupent_tl_s1_10000", "`--time-limit`", 1),
     ("vel s0", "rel_e2_utd4_t0.01_nobackupent_vel_s0_10000", "`--velocity`", 0),
+    ("tl vel s0", "rel_e2_utd4_t0.01_nobackupent_tl_vel_s0_10000",
+     "`--time-limit --velocity`", 0),
 ]
 
 RLPD_DIAG_TEMPLATE = (
