@@ -244,6 +244,8 @@ RLPD_RUNS = [
     ("vel s0", "rel_e2_utd4_t0.01_nobackupent_vel_s0_10000", "`--velocity`", 0),
     ("tl vel s0", "rel_e2_utd4_t0.01_nobackupent_tl_vel_s0_10000",
      "`--time-limit --velocity`", 0),
+    ("tl vel s1", "rel_e2_utd4_t0.01_nobackupent_tl_vel_s1_10000",
+     "`--time-limit --velocity`", 1),
 ]
 
 RLPD_DIAG_TEMPLATE = (
