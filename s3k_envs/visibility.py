@@ -138,9 +138,10 @@ def keypoint_visibility(model: Any, data: Any, keypoints: np.ndarray, uv: np.nda
               & (uv[..., 1] >= 0) & (uv[..., 1] < height))
     visible = inside.copy()
     body_of_geom = model.geom_bodyid
-    planes = [g for g in range(model.ngeom) if model.geom_type[g] == mujoco.mjtGeom.mjGEOM_PLANE
-              and geomgroup[min(int(model.geom_group[g]), len(geomgroup) - 1)]
-              and model.geom_rgba[g][3] > 0]
+    # Rendered planes (vectorised: this runs on every env step).
+    group = np.asarray(geomgroup)[np.minimum(model.geom_group, len(geomgroup) - 1)]
+    planes = np.nonzero((model.geom_type == mujoco.mjtGeom.mjGEOM_PLANE) & (group > 0)
+                        & (model.geom_rgba[:, 3] > 0))[0].tolist()
     for c in np.nonzero(inside.any(axis=1))[0]:
         ks = np.nonzero(inside[c])[0]
         vec = keypoints[ks] - centres[c]

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from s3k_envs.keypoints.model import atomic_torch_save
+from s3k_envs.keypoints.model import read_torch_file as _read_torch
 
 PathLike = str | os.PathLike[str]
 CHECKPOINT_FORMAT = "s3k-beta-vae"
@@ -481,12 +482,7 @@ def read_torch_file(path: Path, what: str) -> Any:
     FileNotFoundError, or :class:`VAECheckpointError` for an unreadable ``what``."""
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such {what} file")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # unpickling errors come in many types
-        raise VAECheckpointError(
-            f"{path}: not a readable {what} (torch.load with weights_only=True failed: "
-            f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from exc
+    return _read_torch(path, what, VAECheckpointError)
 
 
 def load_vae(path: PathLike, device: str | torch.device = "cpu") -> BetaVAE:

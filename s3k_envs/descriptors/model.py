@@ -23,7 +23,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from s3k_envs.keypoints.model import KeypointUNet, ModelConfig, atomic_torch_save, preprocess
+from s3k_envs.keypoints.model import (
+    KeypointUNet,
+    ModelConfig,
+    atomic_torch_save,
+    preprocess,
+    read_torch_file,
+)
 
 CHECKPOINT_FORMAT = "s3k-descriptor-model"
 CHECKPOINT_VERSION = 1
@@ -164,12 +170,7 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such descriptor checkpoint")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # unpickling errors come in many types
-        raise DescriptorCheckpointError(
-            f"{path}: not a readable descriptor checkpoint (torch.load with weights_only=True "
-            f"failed: {type(exc).__name__}: {str(exc).splitlines()[0]})") from exc
+    payload = read_torch_file(path, "descriptor checkpoint", DescriptorCheckpointError)
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         found = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
         raise DescriptorCheckpointError(

@@ -61,6 +61,7 @@ Depth and segmentation for label-free descriptor training (never in the observat
 
 from __future__ import annotations
 
+import abc
 import math
 from typing import Any, ClassVar
 
@@ -99,7 +100,7 @@ def yaw_rotation(yaw: float) -> np.ndarray:
     return np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
 
 
-class PushEnv(MultiViewEnv):
+class PushEnv(MultiViewEnv, abc.ABC):
     """Push an object to a goal pose with a planar pusher (see the module docstring).
 
     Subclasses build the object (``_build_task``), say which body it is
@@ -144,22 +145,22 @@ class PushEnv(MultiViewEnv):
     footprint_half: np.ndarray = np.zeros(2)
 
     # ------------------------------------------------------------------ subclass hooks
+    @abc.abstractmethod
     def _object_body(self) -> int:
         """Body id of the pushed object (this episode's)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def _object_keypoints_local(self) -> np.ndarray:
         """``(K, 3)`` keypoints of the current object in its own frame, m."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def _rest_height(self) -> float:
         """z of the object frame's origin when it stands upright on the table, m."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def object_bounds(self) -> np.ndarray:
         """``(2, 3)`` min and max corner of the current object's bounding box in its own
         frame, m (for comparing points across object instances of different sizes)."""
-        raise NotImplementedError
 
     def _choose_object(self, rng: np.random.Generator) -> None:
         """Pick this episode's object (e.g. a shoe instance); default: nothing to pick."""

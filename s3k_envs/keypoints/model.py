@@ -279,6 +279,19 @@ def checkpoint_dict(model: nn.Module, config: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def read_torch_file(path: str | os.PathLike[str], what: str,
+                    error: type[Exception] = ValueError) -> Any:
+    """``torch.load(path, map_location="cpu", weights_only=True)`` (no code in the file
+    runs); an unreadable file raises ``error`` naming the file, ``what`` it should be and
+    torch's reason (unpickling errors come in many types)."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else ""
+        raise error(f"{path}: not a readable {what} (torch.load with weights_only=True "
+                    f"failed: {type(exc).__name__}: {reason})") from exc
+
+
 def atomic_torch_save(obj: Any, path: str | os.PathLike[str]) -> Path:
     """``torch.save`` to a temporary file in the same directory, fsync, then ``os.replace``:
     a crash at any point leaves either the old file or the new one, never a partial file."""
@@ -336,13 +349,7 @@ def load_checkpoint(path: str | os.PathLike[str]) -> tuple[KeypointUNet, dict[st
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such checkpoint file")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # unpickling errors come in many types
-        raise CheckpointError(
-            f"{path}: not a readable s3k keypoint checkpoint (torch.load with "
-            f"weights_only=True failed: {type(exc).__name__}: {str(exc).splitlines()[0]})"
-        ) from exc
+    payload = read_torch_file(path, "s3k keypoint checkpoint", CheckpointError)
     payload = validate_checkpoint(payload, path)
     config = payload["config"]
     try:

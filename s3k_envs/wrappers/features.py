@@ -14,6 +14,7 @@ implements :meth:`FeatureObservation.features`.
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
@@ -95,7 +96,7 @@ def set_torch_threads(threads: int | None) -> None:
         torch.set_num_threads(int(threads))
 
 
-class FeatureObservation(gym.Wrapper):
+class FeatureObservation(gym.Wrapper, abc.ABC):
     """Base wrapper: replace the images and calibration of a multi-view env by features.
 
     A subclass calls ``FeatureObservation.__init__(self, env)`` (which checks the env's
@@ -157,11 +158,11 @@ class FeatureObservation(gym.Wrapper):
         obs_spaces.update(features)
         self.observation_space = spaces.Dict(obs_spaces)
 
+    @abc.abstractmethod
     def features(self, obs: Mapping[str, np.ndarray]
                  ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         """The features of one observation of the wrapped env (``images (C, H, W, 3)`` uint8,
         ...): ``(observation entries, info entries)``. Implemented by subclasses."""
-        raise NotImplementedError
 
     # ------------------------------------------------------------------ gym API
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None
