@@ -30,3 +30,15 @@ def make_env() -> Iterator[Callable[..., gym.Env]]:
     yield factory
     for env in envs:
         env.close()
+
+
+@pytest.fixture(scope="session")
+def tiny_box_data(tmp_path_factory: pytest.TempPathFactory):
+    """A 4-sample, fully labelled S3K-Box-v0 dataset at 32 px (``s3k generate``), shared by
+    the tests that only need some real data to train or read."""
+    from s3k_envs import cli
+
+    out = tmp_path_factory.mktemp("tiny_box") / "data"
+    cli.main(["generate", "S3K-Box-v0", "--samples", "4", "--labelled", "all",
+              "--image-size", "32", "--out", str(out), "--no-progress"])
+    return out

@@ -89,3 +89,23 @@ def quat_mul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def quat_conj(q: np.ndarray) -> np.ndarray:
     return np.array([q[0], -q[1], -q[2], -q[3]])
+
+
+#: Env-checker warnings our envs trigger by design (unbounded Box spaces, wrapper spaces).
+ALLOWED_CHECKER_WARNINGS = ("infinity", "different from the unwrapped")
+
+
+def assert_env_checker_passes(env) -> None:
+    """Gymnasium's ``check_env`` on the env and on its unwrapped env, with no warning other
+    than :data:`ALLOWED_CHECKER_WARNINGS`."""
+    import warnings
+
+    from gymnasium.utils.env_checker import check_env
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        check_env(env.unwrapped)
+        check_env(env)
+    bad = [str(w.message) for w in caught
+           if not any(s in str(w.message) for s in ALLOWED_CHECKER_WARNINGS)]
+    assert not bad, bad

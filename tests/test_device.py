@@ -53,12 +53,9 @@ def test_torch_threads_is_restored() -> None:
         pass
 
 
-@pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("dev") / "data"
-    cli.main(["generate", "S3K-Box-v0", "--samples", "4", "--labelled", "all",
-              "--image-size", "32", "--out", str(out), "--no-progress"])
-    return out
+@pytest.fixture
+def tiny_data(tiny_box_data: Path) -> Path:
+    return tiny_box_data
 
 
 def _train(data: Path, run: Path, device: str) -> None:

@@ -10,19 +10,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from s3k_envs import cli
 from s3k_envs.keypoints.data import label_report
 from s3k_envs.keypoints.dataset import load_arrays, read_manifest
 from s3k_envs.keypoints.evaluate import keypoint_metrics
 from s3k_envs.keypoints.train import TrainConfig, train
 
 
-@pytest.fixture(scope="module")
-def box_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("box") / "data"
-    cli.main(["generate", "S3K-Box-v0", "--samples", "4", "--labelled", "all",
-              "--image-size", "32", "--out", str(out), "--no-progress"])
-    return out
+@pytest.fixture
+def box_data(tiny_box_data: Path) -> Path:
+    return tiny_box_data
 
 
 def test_generate_reports_labels_per_keypoint(box_data: Path,
