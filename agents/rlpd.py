@@ -35,9 +35,13 @@ Written in plain torch (no SB3): the ensemble is one batched module (``(E, in, o
 ``torch.baddbmm``), so 10 critics cost one kernel per layer; the REDQ target evaluates only
 the sampled subset. The library never changes ``torch.set_num_threads``; on a small shared
 CPU call ``torch.set_num_threads(1)`` yourself (``benchmarks/rl_throughput.py`` measures
-updates/s). Observations are a ``Box`` or a ``Dict`` of ``Box`` es (flattened in the space's
-key order, like :func:`gymnasium.spaces.flatten`); actions a bounded ``Box`` (the agent acts
-in ``[-1, 1]`` and scales to the space).
+updates/s). ``RLPD(..., device="cuda")`` (or ``"auto"``: CUDA, then MPS, then the CPU; see
+:func:`s3k_envs.device.resolve_device`) puts the networks, batches, observation statistics
+and temperature on that device; the default is the CPU (small MLPs and one env step per
+update round: a GPU mostly adds kernel launches and copies; ``docs/scaling.md``).
+Observations are a ``Box`` or a ``Dict`` of ``Box`` es (flattened in the space's key order,
+like :func:`gymnasium.spaces.flatten`); actions a bounded ``Box`` (the agent acts in
+``[-1, 1]`` and scales to the space).
 
 Demonstration episode (``T >= 1`` steps; extra keys are ignored):
 
@@ -61,9 +65,11 @@ Use::
     agent = RLPD.load("runs/rlpd/agent.pt", demonstrations=demos)
     action = agent.act(obs, deterministic=True)
 
-Saved file: one ``torch.save`` of plain tensors, numbers and strings (the config and spaces
-as a JSON string), read back with ``torch.load(weights_only=True)``: loading never unpickles
-arbitrary objects. The replay buffer and the demonstrations are not saved.
+Saved file: one ``torch.save`` of plain CPU tensors, numbers and strings (the config and
+spaces as a JSON string), read back with ``torch.load(weights_only=True)``: loading never
+unpickles arbitrary objects, and a file saved on a GPU loads anywhere
+(``RLPD.load(path, device="cpu")``; the device is not part of the file). The replay buffer
+and the demonstrations are not saved.
 """
 
 from __future__ import annotations
@@ -85,10 +91,13 @@ from gymnasium import spaces
 from torch import nn
 from torch.nn import functional as F
 
+from s3k_envs.device import resolve_device
+
 FORMAT = "s3k-rlpd"
 FORMAT_VERSION = 1
 _LOG_STD_MIN, _LOG_STD_MAX = -5.0, 2.0
 _OBS_CLIP = 10.0  # normalised observations are clipped to +-this many standard deviations
+_BUFFER_KEYS = ("obs", "next_obs", "actions", "rewards", "terminated")
 
 
 @dataclasses.dataclass
@@ -423,7 +432,8 @@ class ReplayBuffer:
 
 class RunningMeanStd(nn.Module):
     """Running mean and variance of ``(D,)`` vectors (parallel Welford / Chan et al.), as
-    buffers so that they are saved with the agent."""
+    buffers so that they are saved with the agent. The statistics stay float64 on the CPU
+    (updated from numpy); :meth:`normalize` runs on the device of its input."""
 
     def __init__(self, dim: int) -> None:
         super().__init__()
@@ -448,9 +458,9 @@ class RunningMeanStd(nn.Module):
         self.count.fill_(total)
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
-        """``clip((x - mean) / sqrt(var + 1e-8), -10, 10)`` in float32."""
-        mean = self.mean.to(torch.float32)
-        std = torch.sqrt(self.var + 1e-8).to(torch.float32)
+        """``clip((x - mean) / sqrt(var + 1e-8), -10, 10)`` in float32, on ``x``'s device."""
+        mean = self.mean.to(device=x.device, dtype=torch.float32)
+        std = torch.sqrt(self.var + 1e-8).to(device=x.device, dtype=torch.float32)
         return torch.clamp((x - mean) / std, -_OBS_CLIP, _OBS_CLIP)
 
 
@@ -562,16 +572,24 @@ class RLPD:
         seed: seeds the batch sampling and the REDQ subsets (own generators) and, through
             ``torch.manual_seed(seed)``, the networks' initialisation and the policy's
             sampling noise (torch's global generator).
+        device: torch device of the networks, batches, observation statistics and
+            temperature: ``"cpu"`` (default, see the module docstring), ``"cuda"``,
+            ``"cuda:N"``, ``"mps"`` or ``"auto"`` (:func:`s3k_envs.device.resolve_device`).
+            The networks are initialised on the CPU and moved, so a seed gives the same
+            initial weights on every device. Not saved with the agent.
 
     Raises:
         ValueError / TypeError: bad spaces, bad demonstrations (the message names the episode
-            and field), bad config values.
+            and field), bad config values, a device this machine does not have.
     """
 
     def __init__(self, observation_space: spaces.Space, action_space: spaces.Space,
                  demonstrations: Sequence[Mapping[str, Any]] | None = None,
-                 config: RLPDConfig | None = None, seed: int = 0) -> None:
+                 config: RLPDConfig | None = None, seed: int = 0,
+                 device: str | torch.device = "cpu") -> None:
         _check_spaces(observation_space, action_space)
+        #: Torch device of the networks, batches, statistics and temperature.
+        self.device: torch.device = resolve_device(device)
         self.config = config if config is not None else RLPDConfig()
         self.observation_space, self.action_space = observation_space, action_space
         self.seed = int(seed)
@@ -590,10 +608,13 @@ class RLPD:
                                             cfg.num_critics, cfg.layer_norm)
         self.critic_target.load_state_dict(self.critic.state_dict())
         self.critic_target.requires_grad_(False)
-        self.log_alpha = torch.tensor(math.log(cfg.init_temperature), requires_grad=True)
+        for module in (self.actor, self.critic, self.critic_target):
+            module.to(self.device)
+        self.log_alpha = torch.tensor(math.log(cfg.init_temperature), device=self.device,
+                                      requires_grad=True)
         self.target_entropy = (-0.5 * self.action_dim if cfg.target_entropy is None
                                else float(cfg.target_entropy))
-        self.obs_rms = RunningMeanStd(self.obs_dim)
+        self.obs_rms = RunningMeanStd(self.obs_dim)  # float64 on the CPU (MPS has no float64)
         self.actor_opt = _adam(self.actor.parameters(), cfg.lr)
         self.critic_opt = _adam(self.critic.parameters(), cfg.lr)
         self.alpha_opt = _adam([self.log_alpha], cfg.lr)
@@ -640,7 +661,7 @@ class RLPD:
         self.env_steps += 1
 
     def _norm(self, x: np.ndarray | torch.Tensor) -> torch.Tensor:
-        t = torch.as_tensor(x, dtype=torch.float32)
+        t = torch.as_tensor(x, dtype=torch.float32, device=self.device)
         return self.obs_rms.normalize(t) if self.config.normalize_observations else t
 
     def sample_batch(self, batch_size: int) -> dict[str, torch.Tensor]:
@@ -659,9 +680,10 @@ class RLPD:
             parts.append(self.online.sample(batch_size - n_demo, self._rng))
         batch = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
         return {"obs": self._norm(batch["obs"]), "next_obs": self._norm(batch["next_obs"]),
-                "actions": torch.from_numpy(batch["actions"]),
-                "rewards": torch.from_numpy(batch["rewards"]) * self.config.reward_scale,
-                "terminated": torch.from_numpy(batch["terminated"])}
+                "actions": torch.from_numpy(batch["actions"]).to(self.device),
+                "rewards": (torch.from_numpy(batch["rewards"]).to(self.device)
+                            * self.config.reward_scale),
+                "terminated": torch.from_numpy(batch["terminated"]).to(self.device)}
 
     # ------------------------------------------------------------------ learning
     @property
@@ -690,7 +712,7 @@ class RLPD:
             with torch.no_grad():
                 next_action, next_logp = self.actor(batch["next_obs"])
                 members = torch.randperm(cfg.num_critics, generator=self._generator)[
-                    : cfg.num_min_critics]
+                    : cfg.num_min_critics].to(self.device)
                 next_q = self.critic_target(batch["next_obs"], next_action, members).min(0).values
                 if cfg.backup_entropy:
                     next_q = next_q - alpha * next_logp
@@ -729,15 +751,16 @@ class RLPD:
         """Action for one observation, in the env's units (``action_space.shape``, float32)."""
         o = self._norm(self.flatten(obs)[None])
         action, _ = self.actor(o, deterministic=deterministic)
-        return self._from_unit(action[0].numpy()).reshape(self.action_space.shape).astype(
+        return self._from_unit(action[0].cpu().numpy()).reshape(self.action_space.shape).astype(
             np.float32)
 
     @torch.no_grad()
     def q_values(self, obs: Any, action: np.ndarray) -> np.ndarray:
         """``(E,)`` Q-values of every critic for one observation and action (env units)."""
         o = self._norm(self.flatten(obs)[None])
-        a = torch.as_tensor(self._to_unit(action).reshape(1, -1), dtype=torch.float32)
-        return self.critic(o, a)[:, 0].numpy()
+        a = torch.as_tensor(self._to_unit(action).reshape(1, -1), dtype=torch.float32,
+                            device=self.device)
+        return self.critic(o, a)[:, 0].cpu().numpy()
 
     def learn(self, env: gym.Env, total_steps: int, seed: int | None = None,
               info_keys: Sequence[str] = (),
@@ -816,19 +839,22 @@ class RLPD:
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write the agent (networks, optimisers, observation statistics, config and spaces as
-        JSON) to one file, atomically. The replay buffer and demonstrations are not saved."""
+        JSON) to one file, atomically, as CPU tensors (loadable without the device it was
+        trained on). The replay buffer and demonstrations are not saved."""
         from s3k_envs.atomic import atomic_open
 
         path = Path(path)
         with atomic_open(path, "wb") as f:
-            torch.save(self.state(), f)
+            torch.save(_to_cpu(self.state()), f)
         return path
 
     @classmethod
     def load(cls, path: str | os.PathLike[str],
-             demonstrations: Sequence[Mapping[str, Any]] | None = None) -> RLPD:
+             demonstrations: Sequence[Mapping[str, Any]] | None = None,
+             device: str | torch.device = "cpu") -> RLPD:
         """Read an agent written by :meth:`save` (``torch.load(weights_only=True)``: nothing
-        but tensors and plain data is unpickled).
+        but tensors and plain data is unpickled) onto ``device`` (as in :class:`RLPD`; any
+        device, whichever one the file was saved from).
 
         Raises:
             FileNotFoundError: no such file.
@@ -852,7 +878,7 @@ class RLPD:
         meta = json.loads(data["meta_json"])
         agent = cls(_space_from_json(meta["observation_space"]),
                     _space_from_json(meta["action_space"]), None,
-                    RLPDConfig.from_json(meta["config"]), seed=int(meta["seed"]))
+                    RLPDConfig.from_json(meta["config"]), seed=int(meta["seed"]), device=device)
         agent.actor.load_state_dict(data["actor"])
         agent.critic.load_state_dict(data["critic"])
         agent.critic_target.load_state_dict(data["critic_target"])
@@ -867,6 +893,79 @@ class RLPD:
             agent.set_demonstrations(demonstrations)
         return agent
 
+    # ------------------------------------------------------------------ replay buffer file
+    def save_replay_buffer(self, path: str | os.PathLike[str]) -> Path:
+        """Write the online replay buffer and the agent's random-stream states to one ``.npz``
+        (numpy arrays and a JSON string only: :meth:`load_replay_buffer` reads it with
+        ``allow_pickle=False``), atomically. With :meth:`save` this is a resumable checkpoint:
+        the batch sampler's numpy generator, the REDQ subset generator and torch's global
+        generator (policy noise) continue where they were.
+
+        Arrays: ``obs`` / ``next_obs`` ``(N, D)`` float32, ``actions`` ``(N, A)`` float32 in
+        ``[-1, 1]``, ``rewards`` / ``terminated`` ``(N,)`` float32 (N = stored transitions, in
+        slot order), ``torch_rng`` / ``redq_rng`` uint8 generator states, ``meta_json``.
+        """
+        from s3k_envs.atomic import atomic_open
+
+        buf = self.online
+        n = buf.size
+        meta = {"format": FORMAT + "-buffer", "version": FORMAT_VERSION,
+                "obs_dim": self.obs_dim, "action_dim": self.action_dim,
+                "capacity": buf.capacity, "size": n, "next": buf._next,
+                "env_steps": self.env_steps, "num_updates": self.num_updates,
+                "numpy_rng": self._rng.bit_generator.state}
+        arrays = {k: np.asarray(getattr(buf, k)[:n]) for k in _BUFFER_KEYS}
+        arrays["torch_rng"] = torch.get_rng_state().numpy()
+        arrays["redq_rng"] = self._generator.get_state().cpu().numpy()
+        path = Path(path)
+        with atomic_open(path, "wb") as f:
+            np.savez(f, meta_json=np.array(json.dumps(meta)), **arrays)
+        return path
+
+    def load_replay_buffer(self, path: str | os.PathLike[str]) -> None:
+        """Restore what :meth:`save_replay_buffer` wrote into this agent (load the agent with
+        :meth:`load` first: the file must come from the same point of training).
+
+        Raises:
+            FileNotFoundError: no such file.
+            ValueError: not an RLPD buffer file, other dimensions or capacity, or written at
+                another env step / update count than this agent's (the message names both).
+        """
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no RLPD replay buffer file there")
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                meta = json.loads(str(data["meta_json"]))
+                arrays = {k: np.array(data[k]) for k in (*_BUFFER_KEYS, "torch_rng",
+                                                           "redq_rng")}
+        except (OSError, KeyError, ValueError) as exc:
+            raise ValueError(f"{path}: not an RLPD replay buffer file ({exc})") from exc
+        if meta.get("format") != FORMAT + "-buffer" or meta.get("version") != FORMAT_VERSION:
+            raise ValueError(f"{path}: expected an RLPD replay buffer file version "
+                             f"{FORMAT_VERSION}, got format {meta.get('format')!r} version "
+                             f"{meta.get('version')!r}")
+        want = {"obs_dim": self.obs_dim, "action_dim": self.action_dim,
+                "capacity": self.online.capacity, "env_steps": self.env_steps,
+                "num_updates": self.num_updates}
+        diff = {k: (meta.get(k), v) for k, v in want.items() if meta.get(k) != v}
+        if diff:
+            raise ValueError(f"{path}: buffer does not fit this agent (file vs agent: "
+                             f"{diff})")
+        n = int(meta["size"])
+        if any(len(arrays[k]) != n for k in _BUFFER_KEYS) or not 0 <= meta["next"] < max(
+                self.online.capacity, 1):
+            raise ValueError(f"{path}: inconsistent buffer arrays for size {n}")
+        buf = ReplayBuffer(self.obs_dim, self.action_dim, self.online.capacity)
+        buf._alloc(max(n, min(buf.capacity, 4096)))
+        for k in _BUFFER_KEYS:
+            getattr(buf, k)[:n] = arrays[k]
+        buf.size, buf._next = n, int(meta["next"])
+        self.online = buf
+        self._rng.bit_generator.state = meta["numpy_rng"]
+        torch.set_rng_state(torch.from_numpy(arrays["torch_rng"]))
+        self._generator.set_state(torch.from_numpy(arrays["redq_rng"]))
+
 
 def _adam(params: Any, lr: float) -> torch.optim.Adam:
     """Adam, fused where this torch supports it on CPU (~0.2 ms less per critic step)."""
@@ -875,6 +974,17 @@ def _adam(params: Any, lr: float) -> torch.optim.Adam:
         return torch.optim.Adam(params, lr=lr, fused=True)
     except (RuntimeError, TypeError, ValueError):
         return torch.optim.Adam(params, lr=lr)
+
+
+def _to_cpu(tree: Any) -> Any:
+    """A nest of dicts / lists / tuples with every tensor detached and on the CPU."""
+    if isinstance(tree, torch.Tensor):
+        return tree.detach().cpu()
+    if isinstance(tree, Mapping):
+        return {k: _to_cpu(v) for k, v in tree.items()}
+    if isinstance(tree, (list, tuple)):
+        return type(tree)(_to_cpu(v) for v in tree)
+    return tree
 
 
 def _plain(value: Any) -> Any:
