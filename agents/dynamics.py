@@ -31,8 +31,15 @@ construction); ``planar`` enables SE(2) augmentation during training (:func:`se2
 states and the action's planar velocity dimensions ``planar_action_dims`` are rotated about z
 and translated together), for tasks whose physics is the same in every planar pose.
 
-Checkpoints: one ``.pt`` file holding the state dict (tensors) and the config as a JSON
-string, read with ``torch.load(weights_only=True)`` (no pickled code).
+Checkpoints: one ``.pt`` file holding the state dict (CPU tensors) and the config as a JSON
+string, read with ``torch.load(weights_only=True)`` (no pickled code) onto any device
+(``KeypointDynamics.load(path, device=...)``).
+
+Device: the model computes where its parameters are (``model.to(device)``, or
+``TrainConfig(device=...)`` / ``KeypointDynamics.load(path, device=...)``);
+:func:`train_dynamics` puts the training windows, batches and augmentation there and draws
+the batch indices and augmentation parameters from a CPU generator, so a seed selects the
+same batches on every device.
 """
 
 from __future__ import annotations
@@ -50,6 +57,7 @@ import torch
 from torch import nn
 
 from s3k_envs.atomic import atomic_path
+from s3k_envs.device import resolve_device
 
 #: Version of the checkpoint layout written by :meth:`KeypointDynamics.save`.
 CHECKPOINT_FORMAT = 1
@@ -129,6 +137,9 @@ class TrainConfig:
             weights come from torch's global generator when it was built: seed it first).
         max_seconds: wall-clock budget, s (``None``: no limit).
         weight_decay: Adam weight decay.
+        device: where to train: ``None`` keeps the model where it is; else ``"cpu"``,
+            ``"cuda"``, ``"cuda:N"``, ``"mps"`` or ``"auto"``
+            (:func:`s3k_envs.device.resolve_device`), and the model is moved there.
     """
 
     steps: int = 2000
@@ -141,6 +152,7 @@ class TrainConfig:
     seed: int = 0
     max_seconds: float | None = None
     weight_decay: float = 0.0
+    device: str | None = None
 
 
 # ---------------------------------------------------------------------- SE(2) augmentation
@@ -205,6 +217,11 @@ class KeypointDynamics(nn.Module):
         self.register_buffer("in_mean", torch.zeros(n_in))
         self.register_buffer("in_std", torch.ones(n_in))
         self.register_buffer("out_std", torch.ones(d))
+
+    @property
+    def device(self) -> torch.device:
+        """The device of the model's parameters (where it computes)."""
+        return self.in_mean.device
 
     # -------------------------------------------------------------- checks
     def check_states(self, states: torch.Tensor, lead: int, name: str = "states") -> None:
@@ -334,8 +351,10 @@ class KeypointDynamics(nn.Module):
         return path
 
     @classmethod
-    def load(cls, path: str | Path) -> KeypointDynamics:
-        """Read a checkpoint written by :meth:`save` (``weights_only=True``)."""
+    def load(cls, path: str | Path, device: str | torch.device = "cpu") -> KeypointDynamics:
+        """Read a checkpoint written by :meth:`save` (``weights_only=True``) onto ``device``
+        (``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"mps"`` or ``"auto"``), whichever device it
+        was trained on."""
         try:
             payload = torch.load(Path(path), map_location="cpu", weights_only=True)
         except FileNotFoundError:
@@ -351,7 +370,7 @@ class KeypointDynamics(nn.Module):
         model = cls(DynamicsConfig(**cfg))
         model.load_state_dict(payload["state_dict"])
         model.extra = json.loads(payload.get("extra", "{}"))
-        return model
+        return model.to(resolve_device(device))
 
 
 # ---------------------------------------------------------------------- data
@@ -398,9 +417,9 @@ def make_windows(episodes: Sequence[Mapping[str, np.ndarray]], history: int,
 
 def _augment(model: KeypointDynamics, states: torch.Tensor, actions: torch.Tensor,
              max_translation: float, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    b = states.shape[0]
-    theta = (torch.rand(b, generator=gen) * 2 - 1) * math.pi
-    trans = (torch.rand(b, 2, generator=gen) * 2 - 1) * max_translation
+    b = states.shape[0]  # parameters from the (CPU) generator, the transform on the device
+    theta = ((torch.rand(b, generator=gen) * 2 - 1) * math.pi).to(states.device)
+    trans = ((torch.rand(b, 2, generator=gen) * 2 - 1) * max_translation).to(states.device)
     return se2_transform(states, actions, theta, trans, model.config.planar_action_dims)
 
 
@@ -419,13 +438,18 @@ def rollout_loss(model: KeypointDynamics, states: torch.Tensor, actions: torch.T
 def train_dynamics(model: KeypointDynamics, episodes: Sequence[Mapping[str, np.ndarray]],
                    config: TrainConfig | None = None,
                    log: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Train ``model`` in place on recorded episodes with the rollout loss.
+    """Train ``model`` in place on recorded episodes with the rollout loss, on
+    ``config.device`` (None: where the model is; else the model is moved there first).
 
     Returns statistics: steps done, seconds, final train loss, validation rollout RMS error
-    per step (in state units: m for point states) of the model and of a "no motion" baseline.
+    per step (in state units: m for point states) of the model and of a "no motion" baseline,
+    and ``device`` (where it trained).
     """
     cfg = config or TrainConfig()
     mc = model.config
+    if cfg.device is not None:
+        model.to(resolve_device(cfg.device))
+    device = model.device
     augment = mc.planar if cfg.augment is None else cfg.augment
     if augment and not mc.is_points:
         raise ValueError("SE(2) augmentation needs a point state")
@@ -437,6 +461,7 @@ def train_dynamics(model: KeypointDynamics, episodes: Sequence[Mapping[str, np.n
     train_eps = [episodes[i] for i in order[n_val:]]
     args = (mc.history, cfg.rollout_steps, mc.state_shape, mc.action_dim)
     s_tr, a_tr = make_windows(train_eps, *args)
+    s_tr, a_tr = s_tr.to(device), a_tr.to(device)
     if augment:
         s_fit, a_fit = _augment(model, s_tr, a_tr, cfg.max_translation, gen)
     else:
@@ -451,7 +476,7 @@ def train_dynamics(model: KeypointDynamics, episodes: Sequence[Mapping[str, np.n
     losses: list[float] = []
     step = 0
     for step in range(1, cfg.steps + 1):
-        idx = torch.randint(0, n, (min(cfg.batch_size, n),), generator=gen)
+        idx = torch.randint(0, n, (min(cfg.batch_size, n),), generator=gen).to(device)
         s, a = s_tr[idx], a_tr[idx]
         if augment:
             s, a = _augment(model, s, a, cfg.max_translation, gen)
@@ -469,6 +494,7 @@ def train_dynamics(model: KeypointDynamics, episodes: Sequence[Mapping[str, np.n
     stats: dict[str, Any] = {
         "steps": step, "seconds": time.perf_counter() - start,
         "train_windows": int(n), "train_loss": float(np.mean(losses[-100:])),
+        "device": str(device),
     }
     if val_eps:
         stats.update(evaluate_rollout(model, val_eps, cfg.rollout_steps))
@@ -482,6 +508,7 @@ def evaluate_rollout(model: KeypointDynamics, episodes: Sequence[Mapping[str, np
     the model and for the "nothing moves" baseline."""
     mc = model.config
     s, a = make_windows(episodes, mc.history, rollout_steps, mc.state_shape, mc.action_dim)
+    s, a = s.to(model.device), a.to(model.device)
     h = mc.history
     pred = model.rollout(s[:, :h], a[:, : h - 1], a[:, h - 1 :])
     target = s[:, h:]

@@ -24,6 +24,11 @@ rows ``cost_rows`` and the goal ``(K, P)`` (point states), or the Euclidean dist
 goal vector (latent states).
 
 Planning time per control step is recorded in :attr:`MPPIPlanner.plan_seconds`.
+
+Device: the planner samples, rolls out and scores on the model's device (where its
+parameters are when the planner is built; move the model first, e.g.
+``KeypointDynamics.load(path, device="cuda")``), with a random generator on that device;
+states, goals and actions come in and go out as numpy arrays (or tensors on any device).
 """
 
 from __future__ import annotations
@@ -93,6 +98,9 @@ class MPPIPlanner:
         cost_rows: for point states, the state rows compared with the goal (e.g. the object
             keypoints, without the pusher row); ``None``: all rows.
         reach_rows: ``(tool_row, object_rows)`` for ``config.reach_cost`` (point states).
+
+    The planner computes on ``model.device`` (:attr:`device`); ``config.seed`` seeds a
+    generator there (on the CPU the same stream as before devices existed).
     """
 
     def __init__(self, model: KeypointDynamics, low: Sequence[float] | np.ndarray,
@@ -101,10 +109,12 @@ class MPPIPlanner:
                  reach_rows: tuple[int, Sequence[int]] | None = None) -> None:
         self.model = model.eval()
         self.config = config or MPPIConfig()
+        #: Where the planner samples and rolls out: the model's device.
+        self.device: torch.device = model.device
         mc = model.config
         a = mc.action_dim
-        self.low = torch.as_tensor(np.asarray(low, dtype=np.float32))
-        self.high = torch.as_tensor(np.asarray(high, dtype=np.float32))
+        self.low = torch.as_tensor(np.asarray(low, dtype=np.float32), device=self.device)
+        self.high = torch.as_tensor(np.asarray(high, dtype=np.float32), device=self.device)
         if self.low.shape != (a,) or self.high.shape != (a,) or not bool(
                 torch.all(self.low < self.high)):
             raise ValueError(f"low, high: expected ({a},) bounds with low < high, got "
@@ -129,7 +139,7 @@ class MPPIPlanner:
             self.reach_rows = (tool, rows)
         if self.config.reach_cost and self.reach_rows is None:
             raise ValueError("reach_cost needs reach_rows=(tool_row, object_rows)")
-        self.gen = torch.Generator().manual_seed(self.config.seed)
+        self.gen = torch.Generator(device=self.device).manual_seed(self.config.seed)
         self.plan_seconds: list[float] = []
         self.reset()
 
@@ -143,7 +153,7 @@ class MPPIPlanner:
         return tuple(s)
 
     def _goal(self, goal: np.ndarray | torch.Tensor) -> torch.Tensor:
-        g = torch.as_tensor(np.asarray(goal, dtype=np.float32))
+        g = _tensor(goal, self.device)
         if tuple(g.shape) != self.goal_shape:
             raise ValueError(f"goal: expected shape {self.goal_shape} (the goal keypoints"
                              f"{' of cost_rows ' + str(self.cost_rows) if self.cost_rows else ''}"
@@ -179,7 +189,8 @@ class MPPIPlanner:
     def reset(self) -> None:
         """Forget the plan and the state history (call at every episode start)."""
         a = self.model.config.action_dim
-        self.plan_actions = torch.zeros(self.config.horizon, a).clamp(self.low, self.high)
+        self.plan_actions = torch.zeros(self.config.horizon, a, device=self.device).clamp(
+            self.low, self.high)
         self._states: list[torch.Tensor] = []
         self._actions: list[torch.Tensor] = []
 
@@ -212,8 +223,8 @@ class MPPIPlanner:
         cfg, mc = self.config, self.model.config
         h, a_dim, horizon = mc.history, mc.action_dim, cfg.horizon
         g = self._goal(goal)
-        s = torch.as_tensor(np.asarray(states, dtype=np.float32))[None]
-        p = torch.as_tensor(np.asarray(past_actions, dtype=np.float32)).reshape(1, -1, a_dim)
+        s = _tensor(states, self.device)[None]
+        p = _tensor(past_actions, self.device).reshape(1, -1, a_dim)
         self.model.check_states(s, 2)
         if s.shape[1] != h or p.shape[1] != h - 1:
             raise ValueError(f"expected {h} states and {h - 1} past actions, got "
@@ -223,7 +234,7 @@ class MPPIPlanner:
         mean = torch.cat([self.plan_actions[1:], self.plan_actions[-1:]])
         # random shooting
         n_blocks = -(-horizon // cfg.shooting_hold)
-        u = torch.rand(cfg.samples, n_blocks, a_dim, generator=self.gen)
+        u = torch.rand(cfg.samples, n_blocks, a_dim, generator=self.gen, device=self.device)
         shoot = (low + u * (high - low)).repeat_interleave(cfg.shooting_hold, 1)[:, :horizon]
         seqs = torch.cat([mean[None], shoot])
         costs = self._evaluate(seqs, s, p, g)
@@ -233,7 +244,8 @@ class MPPIPlanner:
         scale = cfg.noise_std * (high - low) / 2
         rho = cfg.noise_correlation
         for _ in range(cfg.iterations):
-            eps = torch.randn(cfg.samples, horizon, a_dim, generator=self.gen)
+            eps = torch.randn(cfg.samples, horizon, a_dim, generator=self.gen,
+                              device=self.device)
             for t in range(1, horizon):
                 eps[:, t] = rho * eps[:, t - 1] + (1 - rho**2) ** 0.5 * eps[:, t]
             seqs = torch.cat([mean[None], (mean + eps * scale).clamp(low, high)])
@@ -249,7 +261,7 @@ class MPPIPlanner:
         self.plan_actions = mean.clamp(low, high)
         self.last_cost = float(final)
         self.plan_seconds.append(time.perf_counter() - t0)
-        return self.plan_actions[0].numpy().copy()
+        return self.plan_actions[0].cpu().numpy().copy()
 
     def act(self, state: np.ndarray | torch.Tensor, goal: np.ndarray | torch.Tensor
             ) -> np.ndarray:
@@ -263,15 +275,24 @@ class MPPIPlanner:
             ``(A,)`` action to apply now.
         """
         mc = self.model.config
-        st = torch.as_tensor(np.asarray(state, dtype=np.float32))
+        st = _tensor(state, self.device)
         self.model.check_states(st, 0, "state")
         h = mc.history
         if not self._states:
             self._states = [st] * h
-            self._actions = [torch.zeros(mc.action_dim)] * h
+            self._actions = [torch.zeros(mc.action_dim, device=self.device)] * h
         else:
             self._states = [*self._states[1:], st]
-        past = torch.stack(self._actions[1:]) if h > 1 else torch.zeros(0, mc.action_dim)
+        past = (torch.stack(self._actions[1:]) if h > 1
+                else torch.zeros(0, mc.action_dim, device=self.device))
         action = self.plan(torch.stack(self._states), past, goal)
-        self._actions = [*self._actions[1:], torch.as_tensor(action)]
+        self._actions = [*self._actions[1:], torch.as_tensor(action, device=self.device)]
         return action
+
+
+def _tensor(x: np.ndarray | torch.Tensor | Sequence[float], device: torch.device
+            ) -> torch.Tensor:
+    """``x`` as a float32 tensor on ``device`` (numpy arrays, lists, tensors on any device)."""
+    if isinstance(x, torch.Tensor):
+        return x.detach().to(device=device, dtype=torch.float32)
+    return torch.as_tensor(np.asarray(x, dtype=np.float32), device=device)
