@@ -38,7 +38,7 @@ CPU call ``torch.set_num_threads(1)`` yourself (``benchmarks/rl_throughput.py`` 
 updates/s). ``RLPD(..., device="cuda")`` (or ``"auto"``: CUDA, then MPS, then the CPU; see
 :func:`s3k_envs.device.resolve_device`) puts the networks, batches, observation statistics
 and temperature on that device; the default is the CPU (small MLPs and one env step per
-update round: a GPU mostly adds kernel launches and copies; ``docs/scaling.md``).
+update round leave a GPU mostly kernel launches and copies; not measured here).
 Observations are a ``Box`` or a ``Dict`` of ``Box`` es (flattened in the space's key order,
 like :func:`gymnasium.spaces.flatten`); actions a bounded ``Box`` (the agent acts in
 ``[-1, 1]`` and scales to the space).

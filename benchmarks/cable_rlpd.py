@@ -331,6 +331,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--save-dir", type=Path, default=Path("runs/cable_rlpd"),
                         help="where the trained agent is saved (agents.rlpd format)")
+    parser.add_argument("--device", default="cpu",
+                        help="torch device of the agent: cpu (default: small MLPs, batch 256, "
+                             "one env step per update round: on a GPU kernel launches and "
+                             "copies dominate; the GPU's speed is not measured here), cuda, "
+                             "cuda:N, mps or auto (cuda, then mps, then cpu)")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     tag = args.tag or (f"{'rel' if args.relative else 'world'}_e{args.critics}_utd{args.utd}"
@@ -352,7 +357,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                         backup_entropy=not args.no_backup_entropy,
                         bootstrap_truncation=not args.time_limit)
     agent = RLPD(env.observation_space, env.action_space, None if args.no_demos else demos,
-                 config, seed=args.seed)
+                 config, seed=args.seed, device=args.device)
     rows: list[dict[str, Any]] = []
 
     def log(a: RLPD, record: dict[str, Any]) -> None:
@@ -386,7 +391,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     doc = {
         "benchmark": "cable_rlpd", "tag": tag,
         "args": vars(args) | {"out": str(args.out), "save_dir": str(args.save_dir)},
-        "config": config.to_json(), "demos": demo_stats, "demo_s": demo_s,
+        "config": config.to_json(), "device": str(agent.device), "demos": demo_stats,
+        "demo_s": demo_s,
         "train_s": train_s, "agent_steps_per_s": args.steps / train_s,
         "training_episodes": len(rows),
         "training_success_rate": float(np.mean([r["end"] == "success" for r in rows]))
