@@ -592,6 +592,11 @@ class DDPGfD(TD3):
     samples cloned), ``actor_l2_loss``, ``demo_samples`` (per batch), besides TD3's
     ``critic_loss`` and ``actor_loss`` (the totals).
 
+    Device: SB3's ``device`` argument, passed through (``"auto"``: CUDA when there is a GPU,
+    else the CPU; pass ``"cpu"`` for these small MLPs on a shared machine); the
+    demonstration buffer samples onto the same device. A model trained on a GPU loads on the
+    CPU with ``DDPGfD.load(path, env, device="cpu")`` (SB3 maps the saved tensors).
+
     Saving: ``save`` / ``load`` work as for TD3; the demonstrations are **not** saved (like
     the replay buffer). Give them back with ``DDPGfD.load(path, env, demonstrations=...)`` or
     :meth:`set_demonstrations` before training on.
