@@ -34,6 +34,7 @@ Usage::
 
     MUJOCO_GL=egl python -m benchmarks.cable_rlpd --steps 3000 [--relative] [--utd 4]
         [--critics 2] [--seed 0] [--no-backup-entropy] [--time-limit] [--velocity] [--tag name]
+        [--env-id S3K-CableInsertShort-v0]
 
 Where a trained agent fails: ``python -m benchmarks.cable_rlpd_diagnose <agent.pt> --relative``.
 """
@@ -171,14 +172,16 @@ class CableStateObservation(gym.Wrapper):
 
 
 def make_env(relative: bool = False, time_feature: bool = False, velocity: bool = False,
-             **options: Any) -> CableStateObservation:
-    """The state-based cable env: ``images=False`` (no rendering), the env's reward."""
+             env_id: str = ENV_ID, **options: Any) -> CableStateObservation:
+    """The state-based cable env ``env_id``: ``images=False`` (no rendering), the env's
+    reward."""
     options = {"images": False, "disable_env_checker": True, **options}
-    return CableStateObservation(gym.make(ENV_ID, **options), relative, time_feature, velocity)
+    return CableStateObservation(gym.make(env_id, **options), relative, time_feature, velocity)
 
 
 def record_demos(episodes: int, seed: int, relative: bool, time_feature: bool = False,
-                 velocity: bool = False) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+                 velocity: bool = False, env_id: str = ENV_ID
+                 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Expert episodes on the state env (:class:`s3k_envs.experts.CableInsertExpert`), in the
     agents' episode format with :func:`state_vector` observations; failures skipped.
 
@@ -188,7 +191,7 @@ def record_demos(episodes: int, seed: int, relative: bool, time_feature: bool = 
     from s3k_envs.demos import run_episode
     from s3k_envs.experts import CableInsertExpert
 
-    env = gym.make(ENV_ID, images=False, disable_env_checker=True)
+    env = gym.make(env_id, images=False, disable_env_checker=True)
     expert = CableInsertExpert(env)
     out, attempts, failed = [], 0, []
     try:
@@ -228,9 +231,9 @@ def end_reason(record: Mapping[str, Any]) -> str:
 
 
 def evaluate(agent: RLPD, relative: bool, episodes: int, time_feature: bool = False,
-             velocity: bool = False) -> list[dict[str, Any]]:
+             velocity: bool = False, env_id: str = ENV_ID) -> list[dict[str, Any]]:
     """The deterministic policy on held-out seeds ``EVAL_SEED_BASE + i``."""
-    env = make_env(relative, time_feature, velocity)
+    env = make_env(relative, time_feature, velocity, env_id)
     rows = []
     try:
         for i in range(episodes):
@@ -336,21 +339,26 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                              "one env step per update round: on a GPU kernel launches and "
                              "copies dominate; the GPU's speed is not measured here), cuda, "
                              "cuda:N, mps or auto (cuda, then mps, then cpu)")
+    parser.add_argument("--env-id", default=ENV_ID,
+                        help="cable env id, e.g. S3K-CableInsertShort-v0 (the result stem "
+                             "then names it: ..._short_s0_...)")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
+    env_tag = ("" if args.env_id == ENV_ID else "_" + args.env_id.removeprefix(
+        "S3K-CableInsert").removesuffix("-v0").lower())
     tag = args.tag or (f"{'rel' if args.relative else 'world'}_e{args.critics}_utd{args.utd}"
                        f"_t{args.init_temperature:g}{'_nodemos' if args.no_demos else ''}"
                        f"{'_nobackupent' if args.no_backup_entropy else ''}"
                        f"{'_tl' if args.time_limit else ''}{'_vel' if args.velocity else ''}"
-                       f"_s{args.seed}_{args.steps}")
+                       f"{env_tag}_s{args.seed}_{args.steps}")
     stem = args.out / f"cable_rlpd_{tag}"
     t0 = time.perf_counter()
     demos, demo_stats = record_demos(args.demos, args.demo_seed, args.relative,
-                                     args.time_limit, args.velocity)
+                                     args.time_limit, args.velocity, args.env_id)
     demo_s = time.perf_counter() - t0
     print(f"demos: {demo_stats['episodes']} episodes, {demo_stats['steps']} steps "
           f"({demo_s:.1f} s)", flush=True)
-    env = make_env(args.relative, args.time_limit, args.velocity)
+    env = make_env(args.relative, args.time_limit, args.velocity, args.env_id)
     config = RLPDConfig(utd=args.utd, num_critics=args.critics,
                         num_min_critics=min(2, args.critics), batch_size=args.batch_size,
                         init_temperature=args.init_temperature,
@@ -385,7 +393,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.save_dir is not None:
         agent.save(args.save_dir / f"cable_rlpd_{tag}.pt")
     eval_rows = evaluate(agent, args.relative, args.eval_episodes, args.time_limit,
-                          args.velocity)
+                          args.velocity, args.env_id)
     ends = [r["end"] for r in eval_rows]
     blocks = block_summary(rows, args.block, args.steps)
     doc = {
