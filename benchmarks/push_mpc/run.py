@@ -1,0 +1,533 @@
+"""The push MPC benchmark's pipeline: cached data, per-method dynamics, resumable
+evaluation, summary, result files (see :mod:`benchmarks.push_mpc` for the method)."""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import os
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from agents.dynamics import DynamicsConfig, KeypointDynamics, TrainConfig, train_dynamics
+from agents.mpc import MPPIConfig, MPPIPlanner
+from benchmarks import common
+from benchmarks.push_mpc import sources as S
+from s3k_envs import checkpoints
+from s3k_envs.atomic import atomic_open
+from s3k_envs.descriptors.keypoints import DescriptorPredictor
+from s3k_envs.experts import BoxPushExpert
+from s3k_envs.keypoints.predictor import KeypointPredictor
+
+#: Sizes of ``--quick`` and ``--full`` (each can be overridden by its own option).
+SIZES: dict[str, dict[str, Any]] = {
+    "quick": {"episodes": 150, "train_steps": 3000, "eval_episodes": 20, "vae_steps": 600,
+              "seeds": "0"},
+    "full": {"episodes": 600, "train_steps": 20000, "eval_episodes": 100, "vae_steps": 6000,
+             "seeds": "0,1,2"},
+}
+BASELINES = ("expert", "random")
+DEFAULT_CACHE = common.REPO_ROOT / "runs" / "push_mpc"
+
+
+class LatentGoalPlanner(MPPIPlanner):
+    """MPPI on a flat ``(D + 3,)`` state (latent + pusher) whose cost is the Euclidean
+    distance of the first ``latent_dim`` entries (the latent) to a ``(D,)`` goal latent."""
+
+    def __init__(self, model: KeypointDynamics, low: Sequence[float], high: Sequence[float],
+                 config: MPPIConfig, latent_dim: int) -> None:
+        self.latent_dim = int(latent_dim)
+        super().__init__(model, low, high, config)
+
+    @property
+    def goal_shape(self) -> tuple[int, ...]:
+        """``(D,)``: a latent."""
+        return (self.latent_dim,)
+
+    def distance(self, states: torch.Tensor, goal: torch.Tensor) -> torch.Tensor:
+        """``(..., D + 3)`` -> ``(...)`` latent distance to the goal."""
+        return (states[..., :self.latent_dim] - goal).norm(dim=-1)
+
+
+# ---------------------------------------------------------------------------- small helpers
+def parse_methods(text: str) -> list[str]:
+    """``"true,s3k"`` -> ``["true", "s3k"]``; unknown names are an error naming the valid."""
+    methods = [m.strip() for m in text.split(",") if m.strip()]
+    bad = [m for m in methods if m not in S.METHODS]
+    if not methods or bad:
+        raise ValueError(f"--methods: expected a comma-separated subset of {list(S.METHODS)}, "
+                         f"got {text!r}")
+    return list(dict.fromkeys(methods))
+
+
+def parse_seeds(text: str) -> list[int]:
+    """``"0,1,2"`` -> ``[0, 1, 2]`` (non-negative integers, no repeats)."""
+    try:
+        seeds = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        seeds = []
+    if not seeds or min(seeds) < 0 or len(set(seeds)) != len(seeds):
+        raise ValueError(f"--seeds: expected distinct non-negative integers like 0,1,2, got "
+                         f"{text!r}")
+    return seeds
+
+
+def key_of(obj: Any) -> str:
+    """Short stable hash of a JSON-able object (cache names)."""
+    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:10]
+
+
+def save_arrays(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """``np.savez`` written atomically."""
+    with atomic_open(path, "wb") as f:
+        np.savez(f, **arrays)
+
+
+def load_arrays(path: Path) -> dict[str, np.ndarray]:
+    """Every array of an ``.npz``."""
+    with np.load(path) as z:
+        return {k: z[k] for k in z.files}
+
+
+def read_rows(path: Path) -> list[dict[str, Any]]:
+    """Complete JSON lines of a row file (a line cut by an interruption is dropped and
+    removed from the file, so the next append starts on a clean line)."""
+    if not path.is_file():
+        return []
+    text = path.read_text(encoding="utf-8")
+    if text and not text.endswith("\n"):
+        text = text[:text.rfind("\n") + 1]
+        with open(path, "r+", encoding="utf-8") as f:
+            f.truncate(len(text.encode()))
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def append_row(path: Path, row: dict[str, Any]) -> None:
+    """Append one row as a JSON line in a single write, flushed and fsynced."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(json.dumps(row) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+# ---------------------------------------------------------------------------- sources
+def resolve_descriptor(arg: str | None, keypoints: int, cache: Path,
+                       log: Callable[[str], None]) -> Path:
+    """The descriptor checkpoint: ``arg``, else the shipped one, else one trained under
+    ``cache/descriptors`` (:func:`~benchmarks.push_mpc.sources.train_descriptor_checkpoint`)."""
+    if arg:
+        return Path(arg)
+    shipped = S.shipped_descriptor_checkpoint()
+    if shipped is not None:
+        return shipped
+    log("no shipped descriptor checkpoint: training one (about 10 min)")
+    return S.train_descriptor_checkpoint(cache / "descriptors", keypoints, log)
+
+
+def build_point_sources(methods: Sequence[str], args: argparse.Namespace, cache: Path,
+                        log: Callable[[str], None]) -> tuple[dict[str, S.Source], dict[str, str]]:
+    """The ``true``, ``s3k`` and ``descriptor`` sources requested, and a digest per source
+    (cache keys). Checkpoints are loaded (and checked: K) before anything is collected."""
+    out: dict[str, S.Source] = {}
+    digests: dict[str, str] = {}
+    if "true" in methods:
+        out["true"], digests["true"] = S.true_source(), "true"
+    if "s3k" in methods:
+        path = Path(args.s3k_checkpoint) if args.s3k_checkpoint else \
+            checkpoints.default_checkpoint(S.ENV_ID)
+        predictor = KeypointPredictor.load(path)
+        if len(predictor.keypoint_names) != 3:
+            raise ValueError(f"--s3k-checkpoint {path}: {len(predictor.keypoint_names)} "
+                             "keypoints, expected the Box model's 3 corners")
+        out["s3k"], digests["s3k"] = S.point_source("s3k", predictor), S.file_digest(path)
+    if "descriptor" in methods:
+        path = resolve_descriptor(args.descriptor_checkpoint, args.descriptor_keypoints,
+                                  cache, log)
+        predictor = DescriptorPredictor.load(path, num_keypoints=args.descriptor_keypoints)
+        out["descriptor"] = S.point_source("descriptor", predictor)
+        digests["descriptor"] = S.file_digest(path)
+    return out, digests
+
+
+def dataset(args: argparse.Namespace, methods: Sequence[str], data_dir: Path,
+            point_sources: dict[str, S.Source], digests: dict[str, str],
+            log: Callable[[str], None]) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Actions and every method's states, collected once and cached in ``data_dir``
+    (a method whose states are cached is not recomputed; images are rendered only if an
+    image method's states are missing).
+
+    Returns:
+        ``({"actions": (E, T, 2), <method>: (E, T + 1, *state)}, info)``; the VAE (when
+        requested) is trained here and its stats are in ``info["vae"]``.
+    """
+    data_dir.mkdir(parents=True, exist_ok=True)
+    files = {"true": data_dir / "true.npz"}
+    for m in ("s3k", "descriptor"):
+        if m in methods:
+            files[m] = data_dir / f"{m}_{digests[m]}.npz"
+    vae_path = data_dir / (f"vae_s{args.vae_size}_d{args.vae_latent}_k{args.vae_steps}"
+                           f"_seed{args.data_seed}.pt")
+    frames_path = data_dir / f"frames_s{args.vae_size}.npy"
+    vae_states_path: Path | None = None
+    if "vae" in methods and vae_path.is_file():
+        vae_states_path = data_dir / f"vae_{S.file_digest(vae_path)}.npz"
+    need_vae_frames = "vae" in methods and not frames_path.is_file() and not (
+        vae_states_path is not None and vae_states_path.is_file())
+    missing = {m: p for m, p in files.items() if not p.is_file()}
+    info: dict[str, Any] = {"dir": str(data_dir)}
+    if missing or need_vae_frames:
+        todo = {m: point_sources[m] for m in missing if m in ("s3k", "descriptor")}
+        log(f"collecting {args.episodes} episodes x {args.steps} steps for "
+            f"{sorted([*missing, *(['vae frames'] if need_vae_frames else [])])}")
+        t0 = time.perf_counter()
+        got = S.collect(args.episodes, args.steps, args.data_seed, args.noise, args.random_prob,
+                        todo, args.vae_size if need_vae_frames else None, log=log)
+        info["collect_seconds"] = time.perf_counter() - t0
+        for m, path in missing.items():
+            arrays = {"states": got[m]}
+            if m == "true":
+                arrays["actions"] = got["actions"]
+            save_arrays(path, arrays)
+        if need_vae_frames:
+            with atomic_open(frames_path, "wb") as f:
+                np.save(f, got["frames"])
+    base = load_arrays(files["true"])
+    data = {"actions": base["actions"], "true": base["states"]}
+    for m in ("s3k", "descriptor"):
+        if m in methods:
+            data[m] = load_arrays(files[m])["states"]
+    if "vae" in methods:
+        def frames() -> np.ndarray:
+            f = np.load(frames_path, mmap_mode="r")
+            return np.ascontiguousarray(f.reshape(-1, *f.shape[2:]))
+
+        log(f"beta-VAE: {vae_path.name}")
+        vae, info["vae"] = S.cached_vae(vae_path, frames, args.vae_steps, args.data_seed,
+                                        args.vae_latent, log=log)
+        vae_states_path = data_dir / f"vae_{S.file_digest(vae_path)}.npz"
+        if not vae_states_path.is_file():
+            f = np.load(frames_path, mmap_mode="r")
+            mus = []
+            with torch.no_grad():
+                for e in range(f.shape[0]):
+                    mus.append(vae.encode(np.ascontiguousarray(f[e]))[0].numpy())
+            pusher = data["true"][:, :, 3]
+            save_arrays(vae_states_path, {"states": np.concatenate(
+                [np.stack(mus), pusher], axis=-1).astype(np.float32)})
+        data["vae"] = load_arrays(vae_states_path)["states"]
+        info["vae"]["checkpoint"] = str(vae_path)
+        point_sources["vae"] = S.vae_source(vae)
+        digests["vae"] = S.file_digest(vae_path)
+    n_eps, n_steps = data["actions"].shape[:2]
+    info.update(episodes=int(n_eps), transitions=int(n_eps * n_steps))
+    for m in methods:
+        if data[m].shape[:2] != (n_eps, n_steps + 1):
+            raise ValueError(f"cached {m} states {data[m].shape} do not match the actions "
+                             f"{data['actions'].shape}; delete {data_dir}")
+    return data, info
+
+
+# ---------------------------------------------------------------------------- dynamics
+def dynamics(method: str, src: S.Source, seed: int, data: dict[str, np.ndarray],
+             args: argparse.Namespace, path: Path, log: Callable[[str], None]
+             ) -> tuple[KeypointDynamics, dict[str, Any]]:
+    """The method's dynamics model for ``seed`` (initial weights, batch order): loaded from
+    ``path`` or trained on the method's states of the shared transitions and saved there."""
+    if path.is_file():
+        model = KeypointDynamics.load(path)
+        return model, dict(model.extra)
+    episodes = [{"states": data[method][i], "actions": data["actions"][i]}
+                for i in range(data["actions"].shape[0])]
+    torch.manual_seed(seed)  # the model's initial weights
+    model = KeypointDynamics(DynamicsConfig(src.state_shape, 2, hidden=(256, 256),
+                                            planar=bool(args.planar and src.points)))
+    log(f"{method} seed {seed}: training dynamics on {src.state_shape} states")
+    stats = train_dynamics(model, episodes, TrainConfig(
+        steps=args.train_steps, batch_size=256, rollout_steps=5, lr=1e-3, seed=seed,
+        max_seconds=args.train_seconds), log=lambda s: log(f"  {method} seed {seed}: {s}"))
+    model.save(path, extra=stats)
+    return model, stats
+
+
+def make_planner(src: S.Source, model: KeypointDynamics, seed: int, args: argparse.Namespace
+                 ) -> MPPIPlanner:
+    """MPPI with the benchmark's settings; keypoint cost on the object rows (point states,
+    with the reach tie-breaker) or the latent distance (VAE, no tie-breaker: its state has
+    no box position)."""
+    reach = args.reach_cost if src.points else 0.0
+    cfg = MPPIConfig(horizon=args.horizon, samples=args.samples, iterations=args.iterations,
+                     reach_cost=reach, seed=seed)
+    if src.points:
+        k = src.num_object
+        return MPPIPlanner(model, [-1, -1], [1, 1], cfg, cost_rows=list(range(k)),
+                           reach_rows=(k, list(range(k))))
+    return LatentGoalPlanner(model, [-1, -1], [1, 1], cfg, src.num_object)
+
+
+# ---------------------------------------------------------------------------- evaluation
+def pose_errors(env: gym.Env) -> tuple[float, float]:
+    """Current ``(position m, angle rad)`` error of the box to the goal."""
+    pose, goal = env.unwrapped.object_pose(), env.unwrapped.goal_pose
+    return (float(np.hypot(*(pose[:2] - goal[:2]))),
+            float(abs((pose[2] - goal[2] + math.pi) % (2 * math.pi) - math.pi)))
+
+
+def evaluate(method: str, seed: int, n: int, rows_path: Path, args: argparse.Namespace,
+             src: S.Source | None = None, planner: MPPIPlanner | None = None,
+             log: Callable[[str], None] = print) -> list[dict[str, Any]]:
+    """Goal episodes ``0..n-1`` (reset seeds ``10000 + i``) of ``method`` (a state source
+    with ``planner``, or ``"expert"`` / ``"random"``); rows already in ``rows_path`` are
+    kept, the others run and are appended one by one."""
+    rows = [r for r in read_rows(rows_path) if r["episode"] < n]
+    done = {r["episode"] for r in rows}
+    if len(done) == n:
+        return sorted(rows, key=lambda r: r["episode"])
+    images = src is not None and src.images
+    env = gym.make(S.ENV_ID, images=images, goal_images=images, goal_mode="pushes",
+                   terminate_on_success=False, max_episode_steps=args.eval_steps)
+    expert = BoxPushExpert(env)
+    for i in range(n):
+        if i in done:
+            continue
+        obs, info = env.reset(seed=10000 + i)
+        start = pose_errors(env)
+        rng = np.random.default_rng([seed, i])
+        goal = None
+        if planner is not None and src is not None:
+            planner.reset()
+            planner.gen = torch.Generator().manual_seed(1_000_003 * seed + i)
+            goal = src.goal(obs)
+        plan_s: list[float] = []
+        perceive_s: list[float] = []
+        steps, ever = 0, False
+        while True:
+            if planner is not None and src is not None:
+                t0 = time.perf_counter()
+                state = src.state(obs, info)
+                perceive_s.append(time.perf_counter() - t0)
+                a = planner.act(state, goal)
+                plan_s.append(planner.plan_seconds[-1])
+            elif method == "expert":
+                a = np.asarray(expert(obs, info))[:2]
+            else:
+                a = rng.uniform(-1, 1, 2)
+            obs, _, term, trunc, info = env.step(S.env_action(a))
+            steps += 1
+            ever = ever or bool(info["is_success"])
+            if term or trunc:
+                break
+        row = {
+            "method": method, "seed": seed, "episode": i, "steps": steps,
+            "start_position_cm": 100 * start[0], "start_angle_deg": math.degrees(start[1]),
+            "position_cm": 100 * float(info["position_error"]),
+            "angle_deg": math.degrees(float(info["angle_error"])),
+            "keypoint_distance_cm": 100 * float(info["keypoint_distance"]),
+            "success": bool(info["is_success"]), "success_any_step": ever,
+            "plan_ms_median": 1000 * float(np.median(plan_s)) if plan_s else math.nan,
+            "plan_ms_max": 1000 * float(np.max(plan_s)) if plan_s else math.nan,
+            "perceive_ms_median": 1000 * float(np.median(perceive_s)) if perceive_s
+            else math.nan,
+        }
+        append_row(rows_path, row)
+        rows.append(row)
+        log(f"{method} seed {seed} ep {i}: pos {row['position_cm']:.2f} cm, angle "
+            f"{row['angle_deg']:.1f} deg, success {row['success']}")
+    env.close()
+    return sorted(rows, key=lambda r: r["episode"])
+
+
+# ---------------------------------------------------------------------------- summary
+PER_SEED_KEYS = ("success_rate", "position_cm_median", "position_cm_mean", "angle_deg_median",
+                 "angle_deg_mean", "plan_ms_median")
+
+
+def seed_stats(rows: Sequence[dict[str, Any]]) -> dict[str, float]:
+    """Statistics of one method and seed's episodes."""
+    return {
+        "episodes": len(rows),
+        "success_rate": float(np.mean([r["success"] for r in rows])),
+        "success_any_step_rate": float(np.mean([r["success_any_step"] for r in rows])),
+        "position_cm_median": common.median([r["position_cm"] for r in rows]),
+        "position_cm_mean": float(np.mean([r["position_cm"] for r in rows])),
+        "angle_deg_median": common.median([r["angle_deg"] for r in rows]),
+        "angle_deg_mean": float(np.mean([r["angle_deg"] for r in rows])),
+        "plan_ms_median": common.median([r["plan_ms_median"] for r in rows]),
+        "plan_ms_max": float(np.max([r["plan_ms_max"] for r in rows])),
+        "perceive_ms_median": common.median([r["perceive_ms_median"] for r in rows]),
+        "start_position_cm_median": common.median([r["start_position_cm"] for r in rows]),
+        "start_angle_deg_median": common.median([r["start_angle_deg"] for r in rows]),
+    }
+
+
+def summarize(rows: Sequence[dict[str, Any]], names: Sequence[str]) -> dict[str, Any]:
+    """Per method: per-seed statistics, and for each of :data:`PER_SEED_KEYS` the mean, std
+    (over seeds, ddof 0) and per-seed values; plus the statistics pooled over all seeds."""
+    out: dict[str, Any] = {}
+    for m in names:
+        mine = [r for r in rows if r["method"] == m]
+        seeds = sorted({r["seed"] for r in mine})
+        per_seed = {str(s): seed_stats([r for r in mine if r["seed"] == s]) for s in seeds}
+        over = {}
+        for k in PER_SEED_KEYS:
+            vals = [per_seed[str(s)][k] for s in seeds]
+            over[k] = {"mean": float(np.mean(vals)), "std": float(np.std(vals)),
+                       "per_seed": vals}
+        out[m] = {"seeds": seeds, "over_seeds": over, "pooled": seed_stats(mine),
+                  "per_seed": per_seed}
+    return out
+
+
+LABELS = {"true": "true kp", "s3k": "S3K kp", "descriptor": "descriptor kp",
+          "vae": "beta-VAE", "expert": "expert", "random": "random"}
+
+
+def plot(summary: dict[str, Any], names: Sequence[str], path: Path, title: str) -> None:
+    """Bars (mean over seeds) with per-seed points: success rate, median final position
+    and angle error, median planning time."""
+    plt = common.use_agg()
+    panels = (("success_rate", "success rate (%)", 100.0),
+              ("position_cm_median", "final position error, median (cm)", 1.0),
+              ("angle_deg_median", "final angle error, median (deg)", 1.0),
+              ("plan_ms_median", "planning per step, median (ms)", 1.0))
+    fig, axes = plt.subplots(1, 4, figsize=(15, 3.8))
+    x = np.arange(len(names))
+    for ax, (key, label, scale) in zip(axes, panels, strict=True):
+        means = [scale * summary[m]["over_seeds"][key]["mean"] for m in names]
+        ax.bar(x, np.nan_to_num(means), color="#9bb7d4")
+        for j, m in enumerate(names):
+            vals = scale * np.asarray(summary[m]["over_seeds"][key]["per_seed"], float)
+            ax.scatter(np.full(len(vals), x[j]) + np.linspace(-0.15, 0.15, len(vals)), vals,
+                       s=14, color="k", zorder=3)
+        ax.set_xticks(x, [LABELS[m] for m in names], rotation=30, ha="right")
+        ax.set_ylabel(label, fontsize=9)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    common.save_figure(fig, path)
+
+
+# ---------------------------------------------------------------------------- main
+def build_parser(doc: str) -> argparse.ArgumentParser:
+    """The command line (see the package docstring)."""
+    p = argparse.ArgumentParser(description=doc)
+    size = p.add_mutually_exclusive_group()
+    size.add_argument("--quick", action="store_true", help="small sizes (~20-25 min here)")
+    size.add_argument("--full", action="store_true", help="full sizes (the default)")
+    p.add_argument("--methods", default=",".join(S.METHODS),
+                   help=f"comma-separated subset of {','.join(S.METHODS)} (default: all)")
+    p.add_argument("--seeds", default=None, help="dynamics / planner seeds (quick 0, full 0,1,2)")
+    p.add_argument("--episodes", type=int, default=None, help="data episodes (150 / 600)")
+    p.add_argument("--steps", type=int, default=30, help="steps per data episode")
+    p.add_argument("--noise", type=float, default=0.4, help="expert action noise std")
+    p.add_argument("--random-prob", type=float, default=0.15,
+                   help="chance per step of a random held action in the data")
+    p.add_argument("--data-seed", type=int, default=0,
+                   help="data episodes' reset seeds and policy noise; the VAE's seed")
+    p.add_argument("--train-steps", type=int, default=None,
+                   help="dynamics optimizer steps (3000 / 20000)")
+    p.add_argument("--train-seconds", type=float, default=None,
+                   help="wall-clock cap on each dynamics training, s (default: none)")
+    p.add_argument("--eval-episodes", type=int, default=None, help="goal episodes (20 / 100)")
+    p.add_argument("--eval-steps", type=int, default=60, help="control steps per goal episode")
+    p.add_argument("--planar", action="store_true", help="SE(2) augmentation (point states)")
+    p.add_argument("--samples", type=int, default=256)
+    p.add_argument("--horizon", type=int, default=10)
+    p.add_argument("--iterations", type=int, default=3)
+    p.add_argument("--reach-cost", type=float, default=0.02,
+                   help="MPPI tie-breaker weight, point states (0 = the paper's cost only)")
+    p.add_argument("--s3k-checkpoint", default=None,
+                   help="S3K Box keypoint model (default: the shipped one)")
+    p.add_argument("--descriptor-checkpoint", default=None,
+                   help="descriptor checkpoint with references (default: the shipped "
+                   f"{S.DESCRIPTOR_CHECKPOINT}, else one trained under the cache)")
+    p.add_argument("--descriptor-keypoints", type=int, default=5, help="K the checkpoint has")
+    p.add_argument("--vae-steps", type=int, default=None, help="beta-VAE steps (600 / 6000)")
+    p.add_argument("--vae-latent", type=int, default=10, help="beta-VAE latent dimension")
+    p.add_argument("--vae-size", type=int, default=64, help="beta-VAE input pixels per side")
+    p.add_argument("--threads", type=int, default=1, help="torch threads")
+    p.add_argument("--cache", type=Path, default=DEFAULT_CACHE,
+                   help="cache of data, models and episode rows (resumable)")
+    p.add_argument("--tag", default=None)
+    p.add_argument("--out", type=Path, default=common.RESULTS_DIR)
+    return p
+
+
+def main(argv: list[str] | None = None, doc: str = "push MPC benchmark") -> dict[str, Any]:
+    """Run the benchmark; returns the result document written to ``push_mpc_<tag>.json``."""
+    args = build_parser(doc).parse_args(argv)
+    sizes = SIZES["quick" if args.quick else "full"]
+    for k, v in sizes.items():
+        if getattr(args, k, None) is None:
+            setattr(args, k, v)
+    methods = parse_methods(args.methods)
+    seeds = parse_seeds(args.seeds)
+    for name in ("episodes", "steps", "train_steps", "eval_episodes", "eval_steps", "vae_steps",
+                 "threads", "descriptor_keypoints"):
+        if getattr(args, name) < 1:
+            raise ValueError(f"--{name.replace('_', '-')}: expected >= 1, got "
+                             f"{getattr(args, name)}")
+    tag = args.tag or ("quick" if args.quick else "full")
+    torch.set_num_threads(args.threads)
+    log: Callable[[str], None] = lambda s: print(s, flush=True)  # noqa: E731
+    cache = Path(args.cache)
+    t_start = time.perf_counter()
+
+    srcs, digests = build_point_sources(methods, args, cache, log)
+    data_key = (f"e{args.episodes}_t{args.steps}_n{args.noise}_r{args.random_prob}"
+                f"_s{args.data_seed}")
+    data, data_info = dataset(args, methods, cache / data_key, srcs, digests, log)
+    dyn_key = key_of({"train_steps": args.train_steps, "train_seconds": args.train_seconds,
+                      "planar": args.planar, "v": 1})
+    eval_key = key_of({"dyn": dyn_key, "samples": args.samples, "horizon": args.horizon,
+                       "iterations": args.iterations, "reach": args.reach_cost,
+                       "eval_steps": args.eval_steps, "v": 1})
+    rows: list[dict[str, Any]] = []
+    training: dict[str, Any] = {}
+    for m in methods:
+        for seed in seeds:
+            name = f"{m}_{digests[m]}_seed{seed}"
+            model, stats = dynamics(m, srcs[m], seed, data, args,
+                                    cache / data_key / "dynamics" / f"{name}_{dyn_key}.pt", log)
+            training[f"{m}_seed{seed}"] = stats
+            planner = make_planner(srcs[m], model, seed, args)
+            rows += evaluate(m, seed, args.eval_episodes,
+                             cache / data_key / "episodes" / f"{name}_{eval_key}.jsonl", args,
+                             srcs[m], planner, log)
+    eval_only_key = key_of({"eval_steps": args.eval_steps, "v": 1})
+    for b in BASELINES:
+        rows += evaluate(b, 0, args.eval_episodes,
+                         cache / "baselines" / f"{b}_{eval_only_key}.jsonl", args, log=log)
+
+    names = [*methods, *BASELINES]
+    summary = summarize(rows, names)
+    for m in names:
+        o = summary[m]["over_seeds"]
+        log(f"{m:>10}: success {100 * o['success_rate']['mean']:.0f}% "
+            f"(+- {100 * o['success_rate']['std']:.0f}), position median "
+            f"{o['position_cm_median']['mean']:.2f} cm, angle median "
+            f"{o['angle_deg_median']['mean']:.1f} deg, plan {o['plan_ms_median']['mean']:.0f} ms")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    common.write_csv(out / f"push_mpc_{tag}.csv", rows, list(rows[0].keys()))
+    doc_out = {
+        "machine": common.machine_info(),
+        "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        "methods": methods, "seeds": seeds,
+        "states": {m: {"shape": list(srcs[m].state_shape), "digest": digests[m]}
+                   for m in methods},
+        "data": data_info, "training": training, "summary": summary,
+        "wall_seconds": time.perf_counter() - t_start,
+    }
+    common.write_json(out / f"push_mpc_{tag}.json", doc_out)
+    plot(summary, names, out / f"push_mpc_{tag}.png",
+         f"{S.ENV_ID}, {args.eval_episodes} pushed goals x {len(seeds)} seed(s): MPPI on "
+         "learned dynamics of each state source")
+    return doc_out
