@@ -10,6 +10,11 @@ observation keys passed through (proprioception such as ``gripper_pos``), builds
 every ``reset`` and ``step`` (inside the env, so vector envs' final observations are
 converted too). A subclass sets :attr:`FeatureObservation.FEATURE_KEYS`, loads its model, and
 implements :meth:`FeatureObservation.features`.
+
+Threads: a wrapper never changes torch's process-wide thread count; with
+:attr:`FeatureObservation.torch_threads` set (the ``torch_threads`` argument of the
+wrappers) each :meth:`FeatureObservation.features` call runs with that many threads and the
+caller's count is restored afterwards (:func:`s3k_envs.device.torch_threads`).
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+from s3k_envs.device import torch_threads as _torch_threads
 from s3k_envs.wrappers.multiview import CAMERA_KEYS
 
 _HINT = ("To give a MuJoCo env a calibrated camera rig, wrap it first: "
@@ -88,8 +94,10 @@ def check_camera_space(space: gym.Space, who: str, wrapper: str = "KeypointObser
 
 
 def set_torch_threads(threads: int | None) -> None:
-    """``torch.set_num_threads(threads)`` (process-wide) unless ``threads`` is None; 1 is
-    usually best in vector-env worker processes on a small CPU."""
+    """``torch.set_num_threads(threads)`` (process-wide) unless ``threads`` is None: for a
+    process's own set-up (a script, a vector-env worker function), not for library code —
+    the wrappers take ``torch_threads`` instead (:attr:`FeatureObservation.torch_threads`,
+    restored after every call)."""
     if threads is not None:
         import torch
 
@@ -112,6 +120,9 @@ class FeatureObservation(gym.Wrapper, abc.ABC):
     FEATURE_KEYS: ClassVar[tuple[str, ...]] = ()
     #: Whether the features need ``intrinsics`` and ``extrinsics`` besides ``images``.
     NEEDS_CALIBRATION: ClassVar[bool] = True
+    #: Torch threads for every :meth:`features` call (restored afterwards); None: the
+    #: caller's setting.
+    torch_threads: int | None = None
 
     def __init__(self, env: gym.Env) -> None:
         gym.Wrapper.__init__(self, env)
@@ -184,7 +195,8 @@ class FeatureObservation(gym.Wrapper, abc.ABC):
 
     def _convert(self, obs: dict[str, np.ndarray], info: dict[str, Any]
                  ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-        feats, extra = self.features(obs)
+        with _torch_threads(self.torch_threads):
+            feats, extra = self.features(obs)
         out = {key: obs[key] for key in self.kept_keys}
         out.update(feats)
         info = dict(info)

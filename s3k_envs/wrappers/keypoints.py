@@ -28,7 +28,7 @@ import numpy as np
 from gymnasium import spaces
 
 from s3k_envs.keypoints.predictor import KeypointPredictor, Prediction
-from s3k_envs.wrappers.features import FeatureObservation, set_torch_threads
+from s3k_envs.wrappers.features import FeatureObservation
 
 #: Margin (m) added on every side of an env's ``gripper_bounds`` for the keypoint bounds.
 WORKSPACE_MARGIN = 1.0
@@ -78,8 +78,9 @@ class KeypointObservation(FeatureObservation, gym.utils.RecordConstructorArgs):
             ``(3,)``, m; default :func:`keypoint_bounds_for` (the env's ``gripper_bounds``
             grown by 1 m, else ±10 m). Predictions are clipped into them.
         device: torch device of the model when ``predictor`` is a path.
-        torch_threads: if given, ``torch.set_num_threads(torch_threads)`` (process-wide) when
-            the wrapper is built; 1 is usually best in vector-env worker processes.
+        torch_threads: if given, every prediction runs with this many torch threads and the
+            caller's thread count is restored afterwards (the wrapper never changes it); 1 is
+            usually best in vector-env worker processes.
 
     Observation (``spaces.Dict``): the kept keys unchanged, plus
         ``keypoints`` ``(K, 3)`` float32, m, world frame: the triangulated prediction, NaN/inf
@@ -128,7 +129,11 @@ class KeypointObservation(FeatureObservation, gym.utils.RecordConstructorArgs):
             keep_images=keep_images, keypoint_bounds=keypoint_bounds, device=device,
             torch_threads=torch_threads)
         FeatureObservation.__init__(self, env)
-        set_torch_threads(torch_threads)
+        if torch_threads is not None and (isinstance(torch_threads, bool)
+                                          or int(torch_threads) < 1):
+            raise ValueError(f"torch_threads: expected an int >= 1 or None, got "
+                             f"{torch_threads!r}")
+        self.torch_threads = None if torch_threads is None else int(torch_threads)
         if isinstance(predictor, (str, os.PathLike)):
             predictor = KeypointPredictor.load(predictor, device=device)
         elif not callable(getattr(predictor, "predict", None)):
