@@ -208,7 +208,7 @@ def dataset(args: argparse.Namespace, methods: Sequence[str], data_dir: Path,
     if "vae" in methods:
         def frames() -> np.ndarray:
             f = np.load(frames_path, mmap_mode="r")
-            return np.ascontiguousarray(f.reshape(-1, *f.shape[2:]))
+            return np.array(f.reshape(-1, *f.shape[2:]))  # a writable copy in memory
 
         log(f"beta-VAE: {vae_path.name}")
         vae, info["vae"] = S.cached_vae(vae_path, frames, args.vae_steps, args.data_seed,

@@ -1,0 +1,151 @@
+"""The push MPC benchmark (``benchmarks/push_mpc``): a tiny run of all four state sources,
+their states and goals, resuming from the cache, and bad input.
+
+Tiny sizes (3 data episodes of 6 steps, 5 training steps, 1 goal episode of 3 steps, a
+2-step beta-VAE, 16 MPPI samples): seconds on one thread. The numbers the benchmark reports
+are not checked here, only that every method runs end to end on its own states.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+from agents.dynamics import DynamicsConfig, KeypointDynamics
+from agents.mpc import MPPIConfig
+from benchmarks.push_mpc import main
+from benchmarks.push_mpc import sources as S
+from benchmarks.push_mpc.run import LatentGoalPlanner, append_row, parse_methods, read_rows
+from s3k_envs.descriptors.model import DescriptorCheckpointError
+
+TINY = ["--episodes", "3", "--steps", "6", "--train-steps", "5", "--eval-episodes", "1",
+        "--eval-steps", "3", "--vae-steps", "2", "--samples", "16", "--horizon", "3",
+        "--iterations", "1", "--seeds", "0", "--tag", "tiny"]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread() -> Any:
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], list[str], Path]:
+    root = tmp_path_factory.mktemp("push_mpc")
+    argv = [*TINY, "--cache", str(root / "cache"), "--out", str(root / "out")]
+    return main(argv), argv, root
+
+
+def test_every_method_runs_on_its_own_states(tiny_run: tuple[dict[str, Any], list[str], Path]
+                                             ) -> None:
+    doc, _, root = tiny_run
+    assert doc["methods"] == list(S.METHODS)
+    shapes = {m: tuple(v["shape"]) for m, v in doc["states"].items()}
+    assert shapes == {"true": (4, 3), "s3k": (4, 3), "descriptor": (6, 3), "vae": (13,)}
+    for m in [*S.METHODS, "expert", "random"]:
+        s = doc["summary"][m]
+        assert s["seeds"] == [0] and s["pooled"]["episodes"] == 1, m
+        assert set(s["over_seeds"]["success_rate"]) == {"mean", "std", "per_seed"}
+    for m in S.METHODS:  # the planners ran and were timed
+        assert doc["summary"][m]["pooled"]["plan_ms_median"] > 0
+        assert doc["training"][f"{m}_seed0"]["steps"] == 5
+    assert doc["data"]["vae"]["steps"] == 2
+    for ext in ("csv", "json", "png"):
+        assert (root / "out" / f"push_mpc_tiny.{ext}").is_file()
+    rows = (root / "out" / "push_mpc_tiny.csv").read_text().splitlines()
+    assert len(rows) == 1 + 6  # header + 4 methods + 2 baselines
+
+
+def test_methods_share_the_transitions(tiny_run: tuple[dict[str, Any], list[str], Path]
+                                       ) -> None:
+    """Every method's states come from the same episodes: the pusher rows are identical and
+    the S3K corners are the true corners up to the model's error."""
+    _, _, root = tiny_run
+    (data_dir,) = (root / "cache").glob("e3_t6_*")
+    true = np.load(data_dir / "true.npz")["states"]
+    assert true.shape == (3, 7, 4, 3)
+    (s3k_file,) = data_dir.glob("s3k_*.npz")
+    (desc_file,) = data_dir.glob("descriptor_*.npz")
+    (vae_file,) = data_dir.glob("vae_*.npz")
+    s3k, desc = np.load(s3k_file)["states"], np.load(desc_file)["states"]
+    vae = np.load(vae_file)["states"]
+    assert desc.shape == (3, 7, 6, 3) and vae.shape == (3, 7, 13)
+    np.testing.assert_array_equal(s3k[:, :, 3], true[:, :, 3])
+    np.testing.assert_array_equal(desc[:, :, 5], true[:, :, 3])
+    np.testing.assert_array_equal(vae[:, :, 10:], true[:, :, 3])
+    err_mm = 1000 * np.linalg.norm(s3k[:, :, :3] - true[:, :, :3], axis=-1)
+    assert np.median(err_mm) < 5.0, err_mm
+
+
+def test_a_rerun_resumes_from_the_cache(tiny_run: tuple[dict[str, Any], list[str], Path]
+                                        ) -> None:
+    doc, argv, root = tiny_run
+    row_files = sorted((root / "cache").rglob("*.jsonl"))
+    assert len(row_files) == 6
+    before = {p: p.read_text() for p in row_files}
+    again = main(argv)
+    assert {p: p.read_text() for p in row_files} == before  # nothing evaluated twice
+    for m in S.METHODS:
+        assert again["summary"][m]["pooled"] == doc["summary"][m]["pooled"]
+        assert again["training"][f"{m}_seed0"] == doc["training"][f"{m}_seed0"]
+
+
+def test_image_goals_come_from_the_goal_images() -> None:
+    """The S3K goal is the model's prediction on the goal images: near the true goal
+    corners, and not the current corners."""
+    src = S.point_source("s3k", S.KeypointPredictor.load(
+        S.checkpoints.default_checkpoint(S.ENV_ID)))
+    env = gym.make(S.ENV_ID, goal_images=True, goal_mode="pushes")
+    try:
+        obs, info = env.reset(seed=10000)
+        goal = src.goal(obs)
+        state = src.state(obs, info)
+    finally:
+        env.close()
+    assert goal.shape == (3, 3) and state.shape == (4, 3)
+    assert np.linalg.norm(goal - obs["goal_keypoints"], axis=-1).max() < 0.01
+    moved = np.linalg.norm(obs["goal_keypoints"] - info["keypoints"], axis=-1).mean()
+    assert np.linalg.norm(goal - state[:3], axis=-1).mean() > 0.5 * moved
+
+
+def test_row_file_drops_a_line_cut_by_an_interruption(tmp_path: Path) -> None:
+    path = tmp_path / "rows.jsonl"
+    append_row(path, {"episode": 0})
+    append_row(path, {"episode": 1})
+    with open(path, "a", encoding="utf-8") as f:
+        f.write('{"episode": 2, "pos')  # killed mid-write
+    assert read_rows(path) == [{"episode": 0}, {"episode": 1}]
+    append_row(path, {"episode": 2})
+    assert [json.loads(x) for x in path.read_text().splitlines()] == [
+        {"episode": e} for e in range(3)]
+
+
+def test_descriptor_checkpoint_with_another_k_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(DescriptorCheckpointError, match=r"has 5 reference descriptors.*expected 4"):
+        main([*TINY, "--methods", "descriptor", "--descriptor-keypoints", "4",
+              "--cache", str(tmp_path / "c"), "--out", str(tmp_path / "o")])
+    assert not (tmp_path / "c").exists() or not any((tmp_path / "c").rglob("*.npz"))
+
+
+def test_bad_methods_and_seeds() -> None:
+    with pytest.raises(ValueError, match="--methods: expected a comma-separated subset"):
+        parse_methods("true,transporter")
+    with pytest.raises(ValueError, match="--seeds: expected distinct non-negative"):
+        main([*TINY[:-4], "--seeds", "0,0"])
+
+
+def test_latent_planner_goal_shape() -> None:
+    model = KeypointDynamics(DynamicsConfig((13,), 2, hidden=(8,)))
+    planner = LatentGoalPlanner(model, [-1, -1], [1, 1], MPPIConfig(horizon=2, samples=4,
+                                                                    iterations=1), 10)
+    assert planner.act(np.zeros(13, np.float32), np.zeros(10, np.float32)).shape == (2,)
+    with pytest.raises(ValueError, match=r"goal: expected shape \(10,\).*got \(13,\)"):
+        planner.act(np.zeros(13, np.float32), np.zeros(13, np.float32))
