@@ -549,11 +549,12 @@ def _check_run_dir(run: RunSpec, run_dir: Path) -> None:
 
 
 def run_one(run: RunSpec, runs_dir: Path, data_dir: Path = DEFAULT_DATA_DIR,
-            keypoint_names: Sequence[str] | None = None, progress: bool = False
-            ) -> dict[str, Any]:
+            keypoint_names: Sequence[str] | None = None, progress: bool = False,
+            stop_at_step: int | None = None) -> dict[str, Any]:
     """Train (or resume, or reuse) one run and evaluate it; returns its result row.
 
-    The datasets must exist (:func:`run_grid` generates them first).
+    The datasets must exist (:func:`run_grid` generates them first). ``stop_at_step``: stop
+    training there (checkpointed, as if interrupted; a later call resumes), for tests.
     """
     import torch
 
@@ -593,7 +594,7 @@ def run_one(run: RunSpec, runs_dir: Path, data_dir: Path = DEFAULT_DATA_DIR,
             sources["unlabelled"] = "+".join(s.spec.dirname() for s in run.unlabelled)
         summary = train(cfg, lab, run_dir, unlabelled=unl, val=test(val_name),
                         keypoint_names=names, env_id=run.labelled[0].spec.env_id,
-                        progress_bar=progress, sources=sources)
+                        progress_bar=progress, sources=sources, stop_at_step=stop_at_step)
         trained = True
     assert summary is not None
     eval_key = {"steps": summary["steps"],
@@ -636,8 +637,21 @@ def run_one(run: RunSpec, runs_dir: Path, data_dir: Path = DEFAULT_DATA_DIR,
 
 
 def _run_in_worker(run: RunSpec, runs_dir: str, data_dir: str,
-                   keypoint_names: list[str]) -> dict[str, Any]:
-    """:func:`run_one` in a pool process (its dataset cache lives as long as the worker)."""
+                   keypoint_names: list[str], fault_dir: str | None = None,
+                   fault_step: int | None = None) -> dict[str, Any]:
+    """:func:`run_one` in a pool process or Ray task (its dataset cache lives as long as the
+    worker). ``fault_dir`` / ``fault_step``: the test seam of
+    ``s3k_envs.keypoints.ray_backend.FAULT_DIR`` (the first attempt trains to
+    ``fault_step``, then its process dies)."""
+    if fault_dir is not None:
+        from s3k_envs.keypoints import ray_backend
+
+        if ray_backend.claim_fault(fault_dir, f"run_{run.name}"):
+            row = run_one(run, Path(runs_dir), Path(data_dir), keypoint_names,
+                          stop_at_step=fault_step)
+            with open(Path(fault_dir) / f"run_{run.name}", "a") as f:
+                f.write(f"steps {row['steps']}\n")
+            os._exit(1)  # a dead worker after a checkpoint: Ray retries the run
     return run_one(run, Path(runs_dir), Path(data_dir), keypoint_names)
 
 
@@ -707,9 +721,12 @@ def run_grid(runs: Sequence[RunSpec], runs_dir: Path, data_dir: Path = DEFAULT_D
         from s3k_envs.keypoints import ray_backend
 
         ray_module = ray_backend.connect(ray)
+        # max_retries: a run whose worker process dies is run again (it resumes from the run
+        # directory's checkpoint); the driver collects exactly one row per run.
         task = ray_module.remote(num_cpus=1, max_retries=ray_backend.MAX_RETRIES)(
             _run_in_worker)
-        refs = [task.remote(r, str(runs_dir), str(data_dir), ref) for r in runs]
+        refs = [task.remote(r, str(runs_dir), str(data_dir), ref, ray_backend.FAULT_DIR,
+                            ray_backend.FAULT_STEP) for r in runs]
         return list(ray_module.get(refs))
     if jobs == 1 or len(runs) == 1:
         return [run_one(r, runs_dir, data_dir, ref, progress) for r in runs]

@@ -3,8 +3,12 @@
 A task builds the env, renders its shard's samples (per-sample seeds, so the bytes are the
 ones the local worker pool writes) and returns the shard's arrays to the driver, which
 writes them: workers need no shared file system. Ray retries a task whose worker process
-died, and a retried shard comes out the same. Ray is an optional dependency
-(``pip install 's3k-envs[ray]'``) and is imported only when ``--ray`` is given.
+died (up to :data:`MAX_RETRIES` times, set explicitly on every task), and a retried shard
+comes out the same. The experiment runners (``benchmarks/keypoint_experiments.py --ray``)
+submit their runs with the same retries: a run whose worker dies is retried and resumes
+from the run directory's last checkpoint, and the grid returns one row per run. Ray is an
+optional dependency (``pip install 's3k-envs[ray]'``) and is imported only when ``--ray``
+is given.
 """
 
 from __future__ import annotations
@@ -17,10 +21,31 @@ from typing import Any
 import numpy as np
 
 #: Test seam: when set (a directory), the first attempt of every shard task ends its worker
-#: process abruptly, as a killed machine would; Ray then retries the task.
+#: process abruptly, as a killed machine would; Ray then retries the task. The first attempt
+#: is recognised by a marker file in this directory (``shard_<start>``, ``run_<name>`` for
+#: the runs of ``benchmarks/keypoint_experiments.py``): a task whose marker exists is not
+#: killed.
 FAULT_DIR: str | None = None
-#: Retries of a shard whose worker died (Ray's own count; application errors are not retried).
+#: With :data:`FAULT_DIR`, a run task's first attempt trains to this step (checkpointing it,
+#: as a run preempted after a checkpoint has), then its worker process dies.
+FAULT_STEP = 2
+#: Retries of a shard or run task whose worker died (Ray's ``max_retries``, given on every
+#: task; application errors are not retried).
 MAX_RETRIES = 3
+
+
+def claim_fault(fault_dir: str | None, name: str) -> bool:
+    """Whether this attempt of the task ``name`` is the one :data:`FAULT_DIR` kills: True
+    once per name (it creates the marker), False without a fault directory."""
+    if fault_dir is None:
+        return False
+    marker = Path(fault_dir) / name
+    try:
+        with open(marker, "x") as f:
+            f.write(f"{os.getpid()}\n")
+    except FileExistsError:
+        return False
+    return True
 
 
 def import_ray() -> Any:
@@ -49,11 +74,8 @@ def connect(address: str | None) -> Any:
 def _shard_task(params: Mapping[str, Any], env_spec: Any, start: int, count: int,
                 fault_dir: str | None) -> dict[str, np.ndarray]:
     """Body of the Ray task: samples ``start .. start + count - 1`` as shard arrays."""
-    if fault_dir is not None:
-        marker = Path(fault_dir) / f"shard_{start}"
-        if not marker.exists():
-            marker.touch()
-            os._exit(1)  # a dead worker: Ray retries the task elsewhere
+    if claim_fault(fault_dir, f"shard_{start}"):
+        os._exit(1)  # a dead worker: Ray retries the task elsewhere
     import gymnasium as gym
 
     import s3k_envs  # noqa: F401  (registers the S3K ids)
