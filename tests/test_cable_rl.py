@@ -132,7 +132,7 @@ def _rows(path: Path) -> list[dict[str, str]]:
 def test_smoke_pipeline_interrupted_resumed_and_cached(tmp_path: Path,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     argv = ["--smoke", "--arms", "kp", "vae", "gt", "--work-dir", str(tmp_path),
-            "--no-progress"]
+            "--no-progress", "--agent", "ddpgfd"]
     work = tmp_path / "smoke"
     run_dir = work / "runs" / "kp" / "seed_0"
     original = EpisodeLogger._on_step
@@ -232,8 +232,9 @@ def test_ablation_copies_demonstrations_once(tmp_path: Path) -> None:
 
 
 def test_tag_gives_its_own_work_directory_and_stem(tmp_path: Path) -> None:
-    plain = parse_args(["--smoke", "--work-dir", str(tmp_path)])
-    tagged = parse_args(["--smoke", "--work-dir", str(tmp_path), "--tag", "long"])
+    plain = parse_args(["--smoke", "--work-dir", str(tmp_path), "--agent", "ddpgfd"])
+    tagged = parse_args(["--smoke", "--work-dir", str(tmp_path), "--tag", "long",
+                         "--agent", "ddpgfd"])
     assert plain.work == tmp_path / "smoke" and tagged.work == tmp_path / "smoke_long"
     assert run_directory(tagged, "kp", 0).is_relative_to(tagged.work)
     assert not run_directory(tagged, "kp", 0).is_relative_to(plain.work)

@@ -109,7 +109,8 @@ def test_cable_rl_runs_its_arms_as_ray_tasks(local_ray, tmp_path: Path) -> None:
     land where the local runner puts them, and a rerun reuses them."""
     from benchmarks.cable_rl.cli import main
 
-    argv = ["--smoke", "--arms", "gt", "--work-dir", str(tmp_path), "--no-progress", "--ray"]
+    argv = ["--smoke", "--arms", "gt", "--work-dir", str(tmp_path), "--no-progress", "--ray",
+            "--agent", "ddpgfd"]
     assert main(argv) == 0
     runs = tmp_path / "smoke" / "runs" / "gt"
     results = sorted(runs.glob("seed_*/result.json"))

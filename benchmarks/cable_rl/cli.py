@@ -18,16 +18,19 @@ import torch
 from agents.beta_vae.model import load_vae
 from benchmarks import common
 from benchmarks.cable_rl.config import (
+    AGENTS,
     ARMS,
     DEMO_EXTRA_STEPS,
     ENV_ID,
     EPISODE_COLUMNS,
     EVAL_COLUMNS,
     PROFILES,
+    RLPD_PROFILES,
     SUMMARY_COLUMNS,
     AgentParams,
     CacheMismatchError,
     Config,
+    RLPDParams,
     StageTimes,
     file_sha256,
 )
@@ -37,6 +40,7 @@ from benchmarks.cable_rl.report import (
     plot,
     summarise,
 )
+from benchmarks.cable_rl.rlpd_training import run_one_rlpd
 from benchmarks.cable_rl.stages import (
     stage_convert,
     stage_datasets,
@@ -54,10 +58,17 @@ from s3k_envs.keypoints.predictor import KeypointPredictor
 
 
 # ---------------------------------------------------------------------------- pipeline
+def run_arm(ctx: RunContext, arm: str, seed: int) -> dict[str, Any]:
+    """One (arm, seed) run with the configured agent (``--agent``)."""
+    if ctx.cfg.agent_kind == "rlpd":
+        return run_one_rlpd(ctx, arm, seed)
+    return run_one(ctx, arm, seed)
+
+
 def run_task(ctx: RunContext, arm: str, seed: int) -> dict[str, Any]:
     """One (arm, seed) run in a Ray worker (its own torch thread setting)."""
     torch.set_num_threads(ctx.cfg.threads)
-    return run_one(ctx, arm, seed)
+    return run_arm(ctx, arm, seed)
 
 
 def run(cfg: Config) -> dict[str, Any]:
@@ -65,7 +76,10 @@ def run(cfg: Config) -> dict[str, Any]:
     torch.set_num_threads(cfg.threads)
     work = cfg.work
     work.mkdir(parents=True, exist_ok=True)
-    stage = StageTimes(work / "stage_timings.json")
+    # DDPGfD keeps the file it always had; other agents time their own calls (stages 1-3
+    # are shared through the caches of the work directory)
+    stage = StageTimes(work / ("stage_timings.json" if cfg.agent_kind == "ddpgfd"
+                               else f"stage_timings_{cfg.agent_kind}.json"))
     t_start = time.monotonic()
     with stage("1. demonstrations") as flags:
         flags["reused"] = (work / "demos" / "cable.npz").exists()
@@ -105,15 +119,16 @@ def run(cfg: Config) -> dict[str, Any]:
             results.update(zip(pairs, outs, strict=True))
         else:
             for arm, seed in pairs:  # seed-major: a partial run still compares the arms
-                results[(arm, seed)] = run_one(ctx, arm, seed)
-    summary_rows = summarise(cfg, results, probe)
+                results[(arm, seed)] = run_arm(ctx, arm, seed)
     episodes = load_run_rows(cfg, results, "episodes")
+    summary_rows = summarise(cfg, results, probe, episodes)
     eval_rows = load_run_rows(cfg, results, "eval")
     machine = common.machine_info()
     machine["load_average"] = os.getloadavg() if hasattr(os, "getloadavg") else None
     stem = cfg.out / cfg.stem
     summary = {
-        "benchmark": "cable_rl", "profile": cfg.profile, "env_id": ENV_ID,
+        "benchmark": "cable_rl", "profile": cfg.profile, "agent": cfg.agent_kind,
+        "env_id": ENV_ID,
         "machine": machine, "config": cfg.to_json(), "columns": list(SUMMARY_COLUMNS),
         "rows": summary_rows, "stages": stage.records,
         "stages_wall_s": sum(r["wall_s"] for r in stage.records.values()),
@@ -130,6 +145,10 @@ def run(cfg: Config) -> dict[str, Any]:
             "final training success: the mean over the training episodes (with exploration "
             "noise) that ended in the last `window` env steps; evaluation: the deterministic "
             "final policy on held-out env seeds.",
+            "first_50_true / first_80_true: per seed the first episode end (env steps, >= "
+            "`window`) at which the rolling true success over the last `window` steps "
+            "reaches 0.5 / 0.8; mean, min and max over the seeds that got there "
+            "(first_*_seeds of them).",
             "repr_error: kp: the S3K model's 3D error on the probe's test samples; vae: the "
             "linear probe latent -> true keypoints on the same samples; gt: 0.",
         ],
@@ -153,15 +172,19 @@ def build_parser() -> argparse.ArgumentParser:
     """The command line of ``python -m benchmarks.cable_rl``."""
     p = argparse.ArgumentParser(
         prog="python -m benchmarks.cable_rl",
-        description="DDPGfD on S3K keypoints vs on beta-VAE features, S3K-CableInsert-v0 "
-                    "(the S3K paper's Fig. 7). Resumable: rerun the same command.")
+        description="RLPD (default) or DDPGfD on S3K keypoints vs on beta-VAE features, "
+                    "S3K-CableInsert-v0 (the S3K paper's Fig. 7). Resumable: rerun the same "
+                    "command.")
     g = p.add_mutually_exclusive_group(required=True)
     g.add_argument("--smoke", action="store_const", dest="profile", const="smoke",
                    help="absurdly small end-to-end check (~1 CPU-min)")
     g.add_argument("--quick", action="store_const", dest="profile", const="quick",
-                   help="~25 min on 2 idle cores: 2 seeds x 2,000 steps")
+                   help="2 seeds x 3,000 steps (RLPD) or 2,000 steps (DDPGfD)")
     g.add_argument("--full", action="store_const", dest="profile", const="full",
                    help="the paper's scale: 5 seeds x 40,000 steps (hours)")
+    p.add_argument("--agent", choices=AGENTS, default=AGENTS[0],
+                   help="the learner: rlpd (agents.rlpd, default) or ddpgfd (agents.ddpgfd, "
+                        "the paper's)")
     p.add_argument("--arms", nargs="+", choices=ARMS, default=["kp", "vae"],
                    help="agents to train (gt: ground-truth keypoints, an upper bound)")
     p.add_argument("--seeds", type=int, nargs="+", default=None, help="agent seeds")
@@ -188,6 +211,13 @@ def build_parser() -> argparse.ArgumentParser:
                         "of training one")
     p.add_argument("--keypoint-checkpoint", type=Path, default=None,
                    help="S3K keypoint model (default: the shipped cable checkpoint)")
+    r = RLPDParams()
+    p.add_argument("--utd", type=int, default=None,
+                   help=f"RLPD: critic updates per env step (default {r.utd})")
+    p.add_argument("--critics", type=int, default=None,
+                   help=f"RLPD: critic ensemble size (default {r.critics})")
+    p.add_argument("--init-temperature", type=float, default=None,
+                   help=f"RLPD: initial SAC temperature (default {r.init_temperature})")
     a = AgentParams()
     p.add_argument("--demo-fraction", type=float, default=a.demo_fraction)
     p.add_argument("--bc-weight", type=float, default=a.bc_weight)
@@ -221,6 +251,19 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
     p = build_parser()
     a = p.parse_args(argv)
     prof = PROFILES[a.profile]
+    rlpd = RLPDParams()
+    if a.agent == "rlpd":
+        over = dict(RLPD_PROFILES[a.profile])
+        rlpd = dataclasses.replace(rlpd, **over.pop("rlpd", {}))
+        prof = dataclasses.replace(prof, **over)
+        given = {"utd": a.utd, "critics": a.critics, "init_temperature": a.init_temperature}
+        rlpd = dataclasses.replace(rlpd, **{k: v for k, v in given.items() if v is not None})
+        if rlpd.utd < 1 or rlpd.critics < 1 or not rlpd.init_temperature > 0:
+            p.error(f"expected --utd >= 1, --critics >= 1, --init-temperature > 0, got "
+                    f"{rlpd.utd}, {rlpd.critics}, {rlpd.init_temperature}")
+    elif any(v is not None for v in (a.utd, a.critics, a.init_temperature)):
+        p.error("--utd, --critics and --init-temperature are RLPD settings; they need "
+                "--agent rlpd")
 
     def pick(value: Any, default: Any) -> Any:
         return default if value is None else value
@@ -260,9 +303,16 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
                                 bc_weight=a.bc_weight, n_steps=a.n_steps, q_filter=a.q_filter,
                                 pretrain_steps=a.pretrain_steps,
                                 action_noise=a.action_noise)
+    if a.agent != "ddpgfd" and agent != AgentParams():
+        changed = [f for f in AgentParams.__dataclass_fields__
+                   if getattr(agent, f) != getattr(AgentParams(), f)]
+        p.error(f"DDPGfD settings {changed} given with --agent {a.agent}; add --agent ddpgfd")
     if a.tag and not a.tag.replace("-", "").replace("_", "").isalnum():
         p.error(f"--tag: expected letters, digits, '-' or '_', got {a.tag!r}")
-    stem = "cable_rl" if a.profile == "full" else f"cable_rl_{a.profile}"
+    if a.agent == "ddpgfd":  # DDPGfD's stems as they always were
+        stem = "cable_rl" if a.profile == "full" else f"cable_rl_{a.profile}"
+    else:
+        stem = f"cable_rl_{a.agent}_{a.profile}"
     stem += f"_{a.tag}" if a.tag else ""
     default_out = a.work_dir / "smoke" if a.profile == "smoke" else common.RESULTS_DIR
     return Config(
@@ -274,7 +324,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
         vae_arch=dict(prof.vae_arch), vae_checkpoint=a.vae_checkpoint,
         keypoint_checkpoint=Path(kp_ckpt), agent=agent, threads=a.threads, workers=a.workers,
         work_dir=a.work_dir, tag=a.tag, out=a.out or default_out, stem=stem,
-        progress=not a.no_progress, ray=a.ray,
+        progress=not a.no_progress, ray=a.ray, agent_kind=a.agent, rlpd=rlpd,
         **cfg_values)
 
 

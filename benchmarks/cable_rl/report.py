@@ -18,6 +18,7 @@ from benchmarks.cable_rl.config import (
     ARM_LABELS,
     ARMS,
     ENV_ID,
+    PASS_LEVELS,
     Config,
     read_rows,
     rolling_success,
@@ -26,9 +27,57 @@ from benchmarks.cable_rl.config import (
 
 
 # ---------------------------------------------------------------------------- 5. report
+def first_pass(end_steps: np.ndarray, success: np.ndarray, window: int, level: float
+               ) -> int | None:
+    """Env steps at which a run's rolling success first reaches ``level``.
+
+    Args:
+        end_steps: ``(E,)`` env steps at which each episode ended (non-decreasing).
+        success: ``(E,)`` 0/1 success of each episode.
+        window: rolling window, env steps (:func:`rolling_success`).
+        level: success rate to reach (0..1).
+
+    Returns:
+        The first episode end ``g >= window`` (a full window behind it) whose rolling rate
+        over ``(g - window, g]`` is ``>= level``; None if there is none.
+    """
+    end_steps = np.asarray(end_steps, dtype=np.int64)
+    grid = np.unique(end_steps[end_steps >= window])
+    if grid.size == 0:
+        return None
+    rate = rolling_success(end_steps, success, grid, window)
+    hit = np.flatnonzero(rate >= level)
+    return int(grid[hit[0]]) if hit.size else None
+
+
+def pass_steps(cfg: Config, episodes: Sequence[Mapping[str, Any]], arm: str
+               ) -> dict[str, Any]:
+    """Per :data:`PASS_LEVELS` level: the seeds' first-pass steps of the rolling *true*
+    success (:func:`first_pass`), as ``first_<pct>_true_steps_{mean,min,max}`` over the seeds
+    that got there, ``first_<pct>_true_seeds`` (how many) and ``..._per_seed`` (None where a
+    seed never got there)."""
+    out: dict[str, Any] = {}
+    for level in PASS_LEVELS:
+        key = f"first_{round(100 * level)}_true"
+        per_seed = []
+        for seed in cfg.seeds:
+            rows = [r for r in episodes if r["arm"] == arm and r["seed"] == seed]
+            per_seed.append(first_pass(np.array([r["steps"] for r in rows], dtype=np.int64),
+                                       np.array([r["success_true"] for r in rows], float),
+                                       cfg.window, level))
+        got = [float(v) for v in per_seed if v is not None]
+        st = seed_stats(got)
+        out.update({f"{key}_steps_{k}": st[k] for k in ("mean", "min", "max")})
+        out[f"{key}_seeds"] = len(got)
+        out[f"{key}_per_seed"] = per_seed
+    return out
+
+
 def summarise(cfg: Config, results: Mapping[tuple[str, int], Mapping[str, Any]],
-              probe: Mapping[str, Any] | None) -> list[dict[str, Any]]:
-    """One summary row per arm (see ``SUMMARY_COLUMNS``)."""
+              probe: Mapping[str, Any] | None,
+              episodes: Sequence[Mapping[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """One summary row per arm (see ``SUMMARY_COLUMNS``; with ``episodes``, the rows of
+    :func:`load_run_rows`, also the first-pass steps of :func:`pass_steps`)."""
     rows = []
     for arm in cfg.arms:
         res = [results[(arm, s)] for s in cfg.seeds]
@@ -51,6 +100,8 @@ def summarise(cfg: Config, results: Mapping[tuple[str, int], Mapping[str, Any]],
             src = probe["keypoint_model"] if arm == "kp" else probe["test"]
             med, p90 = src["median"], src["p90"]
         row["repr_error_median_mm"], row["repr_error_p90_mm"] = med, p90
+        if episodes is not None:
+            row.update(pass_steps(cfg, episodes, arm))
         rows.append(row)
     return rows
 
@@ -101,7 +152,8 @@ def plot(cfg: Config, episodes: Sequence[Mapping[str, Any]],
         ax.grid(alpha=0.3)
     axes[0].set_ylabel(f"training success rate (rolling {cfg.window} steps)")
     axes[0].legend(fontsize=8, loc="upper left")
-    fig.suptitle(f"{ENV_ID}, fixed rig (camera_seed={cfg.camera_seed}): DDPGfD with "
+    agent = {"ddpgfd": "DDPGfD", "rlpd": "RLPD"}.get(cfg.agent_kind, cfg.agent_kind)
+    fig.suptitle(f"{ENV_ID}, fixed rig (camera_seed={cfg.camera_seed}): {agent} with "
                  f"{cfg.demos} demonstrations; bands: min-max over seeds", fontsize=10)
     try:
         return common.save_figure(fig, path)
@@ -118,7 +170,20 @@ TABLE_COLUMNS: list[tuple[str, str, Any]] = [
     ("train_kp", "final training success (rolling), keypoint rule", "s"),
     ("train_true", "final training success, true", "s"),
     ("repr_error_median_mm", "keypoint error of the representation, median mm", ".1f"),
+    ("first_50", "first step at rolling true success >= 0.5: mean [min–max] (seeds)", "s"),
+    ("first_80", "first step at rolling true success >= 0.8", "s"),
 ]
+
+
+def _first(row: Mapping[str, Any], key: str) -> str:
+    n = row.get(f"{key}_seeds")
+    if n is None:
+        return "–"
+    total = row["seeds"]
+    if not n:
+        return f"never (0/{total})"
+    mean, lo, hi = (row[f"{key}_steps_{k}"] for k in ("mean", "min", "max"))
+    return f"{mean:,.0f} [{lo:,.0f}–{hi:,.0f}] ({n}/{total})"
 
 
 def _pm(row: Mapping[str, Any], key: str, sd: bool = True) -> str:
@@ -136,5 +201,7 @@ def markdown_summary(rows: Sequence[Mapping[str, Any]]) -> str:
     table = [{**r, "eval_kp": _pm(r, "eval_success_keypoint"),
               "eval_true": _pm(r, "eval_success_true"),
               "train_kp": _pm(r, "final_train_success_keypoint", sd=False),
-              "train_true": _pm(r, "final_train_success_true", sd=False)} for r in rows]
+              "train_true": _pm(r, "final_train_success_true", sd=False),
+              "first_50": _first(r, "first_50_true"), "first_80": _first(r, "first_80_true")}
+             for r in rows]
     return common.markdown_table(table, TABLE_COLUMNS)

@@ -154,13 +154,20 @@ def _save_model(model: DDPGfD, path: Path) -> None:
 
 def evaluate(model: DDPGfD, env: gym.Env, episodes: int) -> list[dict[str, Any]]:
     """Deterministic episodes of ``model`` on seeds ``EVAL_SEED_BASE + i``; one row each."""
+    return evaluate_policy(lambda obs: model.predict(obs, deterministic=True)[0], env, episodes)
+
+
+def evaluate_policy(policy: Callable[[Any], np.ndarray], env: gym.Env, episodes: int
+                    ) -> list[dict[str, Any]]:
+    """Episodes of ``policy`` (observation -> action in the env's units) on seeds
+    ``EVAL_SEED_BASE + i``; one :data:`EVAL_COLUMNS` row each."""
     rows = []
     for i in range(episodes):
         seed = EVAL_SEED_BASE + i
         obs, info = env.reset(seed=seed)
         ret, length, done = 0.0, 0, False
         while not done:
-            action, _ = model.predict(obs, deterministic=True)
+            action = policy(obs)
             obs, reward, terminated, truncated, info = env.step(action)
             ret += float(reward)
             length += 1
@@ -170,8 +177,12 @@ def evaluate(model: DDPGfD, env: gym.Env, episodes: int) -> list[dict[str, Any]]
 
 
 def run_directory(cfg: Config, arm: str, seed: int) -> Path:
-    """``WORK/runs/<arm>/seed_<seed>``: the files of one run."""
-    return cfg.work / "runs" / arm / f"seed_{seed}"
+    """The files of one run: ``WORK/runs/<arm>/seed_<seed>`` (DDPGfD, where its runs have
+    always been) or ``WORK/runs/<agent>/<arm>/seed_<seed>`` (any other ``--agent``)."""
+    runs = cfg.work / "runs"
+    if cfg.agent_kind != "ddpgfd":
+        runs = runs / cfg.agent_kind
+    return runs / arm / f"seed_{seed}"
 
 
 def run_one(ctx: RunContext, arm: str, seed: int) -> dict[str, Any]:
