@@ -95,6 +95,19 @@ def run(samples: int, seed: int, data_dir: Path, threads: int,
     return rows
 
 
+def merge_rows(new: Sequence[dict[str, Any]], previous: Path) -> list[dict[str, Any]]:
+    """The rows of ``new`` plus, for the evaluations it lacks (a run with ``--only``), the
+    rows of the ``previous`` result file (when there is one), in the order of
+    :data:`EVALUATIONS`; so re-measuring one checkpoint keeps the others' numbers."""
+    import json
+
+    by_label = {}
+    if previous.is_file():
+        by_label = {r["evaluation"]: r for r in json.loads(previous.read_text("utf-8"))["rows"]}
+    by_label.update({r["evaluation"]: r for r in new})
+    return [by_label[label] for label, *_ in EVALUATIONS if label in by_label]
+
+
 def plot(rows: Sequence[dict[str, Any]], path: Path) -> Path:
     """Bars of median and p90 3D error per evaluation."""
     plt = common.use_agg()
@@ -118,11 +131,15 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     p.add_argument("--samples", type=int, default=200, help="test samples per evaluation")
     p.add_argument("--seed", type=int, default=7103)
     p.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
-    p.add_argument("--only", nargs="*", default=None, help="substrings of evaluation labels")
+    p.add_argument("--only", nargs="*", default=None,
+                   help="substrings of evaluation labels; the other rows are kept from the "
+                        "existing result file in --out")
     p.add_argument("--data-dir", type=Path, default=Path("runs/shipped_eval"))
     p.add_argument("--out", type=Path, default=common.RESULTS_DIR)
     args = p.parse_args(argv)
     rows = run(args.samples, args.seed, args.data_dir, args.threads, args.only)
+    if args.only:
+        rows = merge_rows(rows, args.out / "shipped_checkpoints.json")
     settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
     out = [
         common.write_csv(args.out / "shipped_checkpoints.csv", rows, CSV_COLUMNS),

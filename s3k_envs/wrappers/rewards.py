@@ -15,6 +15,15 @@ Keypoints come from the S3K model (``info["predicted_keypoints"]``) when a
 env's ground truth (``info["keypoints"]``) otherwise, so the same rule can be evaluated on
 predictions (what an agent without privileged state gets) and on ground truth (what the env
 measures).
+
+Confidence gate (``min_confidence``): on predicted keypoints a success rule can fire on a
+frame where the model does not see the object at all (two diffuse heatmaps can triangulate
+anywhere, e.g. a false "inserted" with the plug 47 cm from the socket, issue 15). With
+``min_confidence > 0`` success needs the fused confidence (:func:`fused_confidence`, the mean
+over cameras of the Appendix-B weights, what ``obs["keypoint_confidence"]`` holds) of every
+gated keypoint (default: the ``a`` keypoints of the terms, e.g. ``plug_tip`` and
+``plug_base``) to be at least ``min_confidence``; the per-step shaped reward is paid either
+way, only the success (its bonus and termination) is refused.
 """
 
 from __future__ import annotations
@@ -27,6 +36,14 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
+
+#: Default ``min_confidence`` of :meth:`KeypointReward.cable_insert`: the fused confidence of
+#: ``plug_tip`` and ``plug_base`` must be at least this for the keypoint rule to succeed.
+#: Chosen from ``benchmarks/results/cable_socket_keypoints.json`` (issue 15): false "inserted"
+#: frames have the plug out of every view (gate confidence 0.047, the floor of the Appendix-B
+#: weights), true successes are at >= 0.33; a plug seen well in one of the 4 views only
+#: scores about 0.27 (one view cannot triangulate it).
+CABLE_MIN_CONFIDENCE = 0.2
 
 
 def _vec3(value: Any, name: str) -> tuple[float, float, float]:
@@ -82,6 +99,28 @@ class KeypointTerm:
             raise ValueError(f"KeypointTerm({self.a!r}): weight must be finite and >= 0, got "
                              f"{self.weight!r}")
         object.__setattr__(self, "weight", weight)
+
+
+def fused_confidence(confidence: np.ndarray) -> np.ndarray:
+    """Per-keypoint confidence of a multi-view prediction: the mean over cameras.
+
+    Args:
+        confidence: ``(C, K)`` (or ``(..., C, K)``) per-camera Appendix-B weights in [0, 1]
+            (``info["predicted_confidence"]`` of a
+            :class:`~s3k_envs.wrappers.keypoints.KeypointObservation`); NaN counts as 0.
+
+    Returns:
+        ``(K,)`` (or ``(..., K)``) float64 in [0, 1], the same numbers as
+        ``obs["keypoint_confidence"]``.
+
+    Raises:
+        ValueError: fewer than 2 dimensions.
+    """
+    conf = np.asarray(confidence, dtype=np.float64)
+    if conf.ndim < 2:
+        raise ValueError(f"confidence: expected (C, K) per-camera weights, got shape "
+                         f"{conf.shape}")
+    return np.clip(np.nan_to_num(conf, nan=0.0).mean(axis=-2), 0.0, 1.0)
 
 
 def _find_keypoint_observation(env: gym.Env) -> gym.Env | None:
@@ -142,15 +181,23 @@ class KeypointReward(gym.Wrapper, gym.utils.RecordConstructorArgs):
         length: m, the length scale of ``"tanh"`` (required for it, > 0).
         success_bonus: added (before ``scale``) on steps where the success rule holds
             (>= 0; needs a success rule when > 0).
+        min_confidence: in [0, 1]; with predicted keypoints, success also needs the
+            :func:`fused_confidence` of every ``confidence_keypoints`` entry to be at least
+            this (0: no gate). Ground-truth keypoints are never gated. The shaped per-step
+            reward does not depend on it.
+        confidence_keypoints: names of the gated keypoints; default the ``a`` keypoints of
+            the terms (the moving ones, e.g. ``plug_tip`` and ``plug_base``).
 
     Info (reset and step): ``keypoint_distance`` (D, m), ``keypoint_distances`` ``(T,)``
     per-term unweighted distances (m); with a success rule, ``is_success`` (the rule) and
-    ``is_success_true`` (the env's own ``is_success``, when it reported one).
+    ``is_success_true`` (the env's own ``is_success``, when it reported one); with the gate
+    on predicted keypoints, ``keypoint_gate_confidence`` (the smallest fused confidence of
+    the gated keypoints) and ``success_refused`` (the distance rule held but the gate refused).
 
     Raises:
         ValueError: no terms, unknown keypoint names (the message lists the known ones), both
-            or (with ``terminate_on_success`` or a ``success_bonus``) neither success rule,
-            unknown ``shaping``, bad numbers.
+            or (with ``terminate_on_success``, a ``success_bonus`` or a ``min_confidence``)
+            neither success rule, unknown ``shaping``, bad numbers.
     """
 
     def __init__(
@@ -166,13 +213,17 @@ class KeypointReward(gym.Wrapper, gym.utils.RecordConstructorArgs):
         shaping: str = "negative",
         length: float | None = None,
         success_bonus: float = 0.0,
+        min_confidence: float = 0.0,
+        confidence_keypoints: Sequence[str] | None = None,
     ) -> None:
         gym.utils.RecordConstructorArgs.__init__(
             self, _disable_deepcopy=True, terms=list(terms), success_threshold=success_threshold,
             success=success, terminate_on_success=terminate_on_success, scale=scale,
             penalties=None if penalties is None else dict(penalties),
             keypoint_source=keypoint_source, shaping=shaping, length=length,
-            success_bonus=success_bonus)
+            success_bonus=success_bonus, min_confidence=min_confidence,
+            confidence_keypoints=None if confidence_keypoints is None
+            else list(confidence_keypoints))
         gym.Wrapper.__init__(self, env)
         self.terms: tuple[KeypointTerm, ...] = tuple(terms)
         if not self.terms or not all(isinstance(t, KeypointTerm) for t in self.terms):
@@ -211,6 +262,18 @@ class KeypointReward(gym.Wrapper, gym.utils.RecordConstructorArgs):
         if success_bonus and success_threshold is None and success is None:
             raise ValueError("success_bonus needs a success rule: give success_threshold or "
                              "success")
+        try:
+            min_conf = float(min_confidence)
+        except (TypeError, ValueError):
+            min_conf = math.nan
+        if not 0.0 <= min_conf <= 1.0:
+            raise ValueError(f"min_confidence: expected a number in [0, 1], got "
+                             f"{min_confidence!r}")
+        if min_conf > 0 and success_threshold is None and success is None:
+            raise ValueError("min_confidence gates the success rule: give success_threshold "
+                             "or success")
+        #: Smallest fused confidence of the gated keypoints that lets success fire (0: none).
+        self.min_confidence = min_conf
         #: ``"negative"`` or ``"tanh"``, see the class docstring.
         self.shaping = shaping
         self.length = None if length is None else float(length)
@@ -247,6 +310,17 @@ class KeypointReward(gym.Wrapper, gym.utils.RecordConstructorArgs):
             if term.obs_key is not None:
                 self._check_obs_key(term.obs_key)
         self._weights = np.array([t.weight for t in self.terms])
+        gated = (list(dict.fromkeys(t.a for t in self.terms)) if confidence_keypoints is None
+                 else list(confidence_keypoints))
+        unknown = [n for n in gated if not isinstance(n, str) or n not in self.keypoint_names]
+        if unknown or not gated:
+            raise ValueError(f"confidence_keypoints: expected names among "
+                             f"{self.keypoint_names}, got {confidence_keypoints!r}")
+        #: Keypoints whose confidence gates success (with ``min_confidence > 0``).
+        self.confidence_keypoints: list[str] = gated
+        self._gate_index = np.array([self.keypoint_names.index(n) for n in gated])
+        #: Whether the gate is applied (predicted keypoints and ``min_confidence > 0``).
+        self.gated = self.keypoint_source == "predicted" and self.min_confidence > 0
 
     def _check_obs_key(self, key: str) -> None:
         space = self.env.observation_space
@@ -317,6 +391,46 @@ class KeypointReward(gym.Wrapper, gym.utils.RecordConstructorArgs):
         bonus = self.success_bonus if success else 0.0
         return float(self.scale * (shaped + bonus - penalty))
 
+    def gate_confidence(self, confidence: np.ndarray) -> float:
+        """The smallest :func:`fused_confidence` of the gated keypoints.
+
+        Args:
+            confidence: ``(C, K)`` per-camera weights (``info["predicted_confidence"]``).
+
+        Returns:
+            A number in [0, 1]; success may fire when it is ``>= min_confidence``.
+        """
+        fused = fused_confidence(confidence)
+        if fused.shape != (len(self.keypoint_names),):
+            raise ValueError(f"confidence: expected (C, {len(self.keypoint_names)}) "
+                             f"({self.keypoint_names}), got {np.shape(confidence)}")
+        return float(fused[self._gate_index].min())
+
+    def success_for(self, distance: float, confidence: np.ndarray | None = None) -> bool:
+        """The threshold rule with the confidence gate: ``distance < success_threshold`` and,
+        when the gate is on, :meth:`gate_confidence` ``>= min_confidence``.
+
+        Args:
+            distance: ``D`` (m).
+            confidence: ``(C, K)`` per-camera weights; required when :attr:`gated`.
+
+        Returns:
+            Whether the step succeeds (what :meth:`step` reports for a threshold rule).
+
+        Raises:
+            ValueError: no ``success_threshold``, or the gate is on and no confidence came.
+        """
+        if self.success_threshold is None:
+            raise ValueError("success_for: this KeypointReward has no success_threshold")
+        if not float(distance) < self.success_threshold:
+            return False
+        if not self.gated:
+            return True
+        if confidence is None:
+            raise ValueError("success_for: the confidence gate is on (min_confidence="
+                             f"{self.min_confidence}); pass the (C, K) per-camera confidence")
+        return self.gate_confidence(confidence) >= self.min_confidence
+
     def _evaluate(self, obs: Mapping[str, np.ndarray], info: dict[str, Any]
                   ) -> tuple[float, bool | None, dict[str, Any]]:
         if self._info_key not in info:
@@ -333,6 +447,16 @@ class KeypointReward(gym.Wrapper, gym.utils.RecordConstructorArgs):
         elif self.success_fn is not None:
             success = bool(self.success_fn(kp))
         info = dict(info)
+        if self.gated and success is not None:
+            if "predicted_confidence" not in info:
+                raise KeyError("KeypointReward with min_confidence reads "
+                               "info['predicted_confidence'] (C, K), which the env did not "
+                               f"return; info has {sorted(info)}")
+            confidence = self.gate_confidence(info["predicted_confidence"])
+            refused = bool(success) and confidence < self.min_confidence
+            success = bool(success) and not refused
+            info["keypoint_gate_confidence"] = confidence
+            info["success_refused"] = refused
         info["keypoint_distance"] = total
         info["keypoint_distances"] = dists
         if success is not None:
@@ -365,12 +489,14 @@ class KeypointReward(gym.Wrapper, gym.utils.RecordConstructorArgs):
                      safety_penalty: float | None = None, terminate_on_success: bool = False,
                      scale: float = 1.0, keypoint_source: str = "auto",
                      reward_length: float | None = None,
-                     success_bonus: float | None = None) -> KeypointReward:
+                     success_bonus: float | None = None,
+                     min_confidence: float = CABLE_MIN_CONFIDENCE) -> KeypointReward:
         """The insertion rule and reward of ``S3K-CableInsert-v0`` as a keypoint reward.
 
         ``D = |plug_tip - socket| + |plug_base - (socket + PLUG_EXPOSED * z)|`` (m), exactly
         :func:`s3k_envs.envs.cable.insertion_error`; success ``D < success_threshold``
-        (:func:`~s3k_envs.envs.cable.insertion_success`); reward ``scale * (1 - tanh(D /
+        (:func:`~s3k_envs.envs.cable.insertion_success`), on predicted keypoints only when
+        the plug is seen (``min_confidence``); reward ``scale * (1 - tanh(D /
         reward_length) + success_bonus * success - safety_penalty * left_safety_box)``
         (``shaping="tanh"``), which on ground truth equals the env's reward
         (:func:`~s3k_envs.envs.cable.insertion_reward`; the cable module's docstring says why
@@ -384,6 +510,9 @@ class KeypointReward(gym.Wrapper, gym.utils.RecordConstructorArgs):
             terminate_on_success, scale, keypoint_source: see :class:`KeypointReward`.
             reward_length: m; default the env's ``reward_length`` option (0.2).
             success_bonus: default the env's ``success_bonus`` option (100).
+            min_confidence: the confidence gate on ``plug_tip`` and ``plug_base`` (see
+                :class:`KeypointReward`; only predicted keypoints are gated), default
+                :data:`CABLE_MIN_CONFIDENCE`; 0 turns it off.
         """
         from s3k_envs.envs.cable import PLUG_EXPOSED, CableInsertEnv
 
@@ -403,7 +532,8 @@ class KeypointReward(gym.Wrapper, gym.utils.RecordConstructorArgs):
                    terminate_on_success=terminate_on_success, scale=scale,
                    penalties={"left_safety_box": safety_penalty} if safety_penalty else None,
                    keypoint_source=keypoint_source, shaping="tanh", length=reward_length,
-                   success_bonus=success_bonus)
+                   success_bonus=success_bonus, min_confidence=min_confidence,
+                   confidence_keypoints=["plug_tip", "plug_base"])
 
 
 def cable_insert_reward(env: gym.Env, **kwargs: Any) -> KeypointReward:
