@@ -370,7 +370,8 @@ class KeypointDynamics(nn.Module):
         model = cls(DynamicsConfig(**cfg))
         model.load_state_dict(payload["state_dict"])
         model.extra = json.loads(payload.get("extra", "{}"))
-        return model.to(resolve_device(device))
+        model.to(resolve_device(device))
+        return model
 
 
 # ---------------------------------------------------------------------- data
