@@ -123,7 +123,7 @@ ALLOWED = {
 }
 #: Known library callers of the process-wide ``set_torch_threads`` still to be converted to
 #: ``self.torch_threads = torch_threads`` (FeatureObservation restores it per call).
-KNOWN_SET_TORCH_THREADS = {("agents/beta_vae/observation.py", "__init__")}
+KNOWN_SET_TORCH_THREADS: set[tuple[str, str]] = set()
 
 
 def _thread_setters(path: Path) -> list[tuple[str, int]]:

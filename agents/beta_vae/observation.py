@@ -14,7 +14,7 @@ import torch
 from gymnasium import spaces
 
 from agents.beta_vae.model import BetaVAE, PathLike, load_vae
-from s3k_envs.wrappers.features import FeatureObservation, set_torch_threads
+from s3k_envs.wrappers.features import FeatureObservation
 
 #: Bounds of ``obs["latent"]`` in :class:`VAEObservation` (the prior is N(0, 1)).
 LATENT_BOUND = 10.0
@@ -42,8 +42,8 @@ class VAEObservation(FeatureObservation, gym.utils.RecordConstructorArgs):
         keep_images: also keep ``images`` (for videos of the observations).
         latent_bound: ``obs["latent"]`` lies in ``[-latent_bound, latent_bound]`` (clipped).
         device: torch device when ``vae`` is a path.
-        torch_threads: if given, ``torch.set_num_threads`` (process-wide) when built; 1 is
-            best in vector-env worker processes on a small CPU.
+        torch_threads: if given, torch threads for every encoding (the caller's count is
+            restored afterwards); 1 is best in vector-env worker processes on a small CPU.
 
     Observation (``spaces.Dict``): the kept keys unchanged, plus ``latent`` ``(D,)`` float32,
     the posterior mean (NaN -> 0, clipped into the bounds).
@@ -84,7 +84,7 @@ class VAEObservation(FeatureObservation, gym.utils.RecordConstructorArgs):
         FeatureObservation.__init__(self, env)
         who = self.env_name
         c, h, w = self.camera_shape
-        set_torch_threads(torch_threads)
+        self.torch_threads = torch_threads
         if isinstance(vae, (str, os.PathLike)):
             vae = load_vae(vae, device=device)
         elif not isinstance(vae, BetaVAE):
