@@ -11,9 +11,16 @@ small ``--image-size`` (32 px by default) to save time; that does not change the
 Separately, ``--throughput-steps`` ``env.step`` calls of expert episodes are timed at
 ``--throughput-size`` (128 px) with 4 cameras (wall clock, resets excluded).
 
+Other cable envs: ``--env-id`` (a registered cable id, e.g. ``S3K-CableInsertShort-v0``) and
+``--env-option KEY=VALUE`` (repeatable; any option of
+:class:`s3k_envs.envs.cable.CableInsertEnv`, the value read as a Python literal, e.g.
+``--env-option cable_segments=4 --env-option joint_stiffness=0.03``).
+
 Outputs (written atomically) in ``--out`` (default ``benchmarks/results/``):
 ``expert_cable.csv`` (one row per episode) and ``expert_cable.json`` (summary, per-episode
-rows, configuration, machine info and the command line). A summary goes to stdout.
+rows, configuration, machine info and the command line); for another env id or options the
+stem is ``expert_cable_<name>`` (``--name``, default from the id and options, e.g.
+``expert_cable_short`` or ``expert_cable_cable_segments4``). A summary goes to stdout.
 ``--media DIR`` also writes ``DIR/S3K-CableInsert-v0.png`` (annotated 4-view sample, 128 px
 views) and ``DIR/cable_expert.gif`` (the expert's first ``--media-episodes`` episodes).
 
@@ -21,12 +28,13 @@ Usage::
 
     MUJOCO_GL=egl python -m benchmarks.expert_cable [--episodes 100] [--seed 0]
         [--image-size 32] [--throughput-steps 300] [--out benchmarks/results]
-        [--media docs/images]
+        [--media docs/images] [--env-id S3K-CableInsertShort-v0] [--env-option KEY=VALUE]
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
 import math
 import os
 import sys
@@ -45,6 +53,7 @@ import numpy as np
 from benchmarks import common
 from s3k_envs.envs.cable import MAX_EPISODE_STEPS, CableInsertEnv
 from s3k_envs.experts import CableInsertExpert
+from s3k_envs.registration import env_class
 
 ENV_ID = "S3K-CableInsert-v0"
 CSV_COLUMNS = ("seed", "success", "steps", "final_insertion_error_m", "max_penetration_m")
@@ -64,15 +73,55 @@ class PenetrationProbe:
                                        -float(data.contact.dist[: data.ncon].min()))
 
 
-def make_env(image_size: int) -> gym.Env:
-    """The cable env with the registered 40-step time limit (built directly, so the benchmark
-    does not depend on the registration)."""
-    return gym.wrappers.TimeLimit(CableInsertEnv(image_size=image_size), MAX_EPISODE_STEPS)
+def parse_env_options(items: list[str] | None) -> dict[str, Any]:
+    """``["KEY=VALUE", ...]`` -> ``{KEY: VALUE}``, each value a Python literal (``4``,
+    ``0.03``, ``(0.18, 0.22)``, ``True``) or else the string itself.
+
+    Raises:
+        ValueError: an item without ``=`` or with an empty key, or a key given twice.
+    """
+    options: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ValueError(f"env option: expected KEY=VALUE, got {item!r}")
+        if key in options:
+            raise ValueError(f"env option {key!r} given twice")
+        try:
+            options[key] = ast.literal_eval(raw.strip())
+        except (ValueError, SyntaxError):
+            options[key] = raw.strip()
+    return options
 
 
-def run_episodes(episodes: int, seed: int, image_size: int) -> list[dict[str, Any]]:
+def result_name(env_id: str, options: dict[str, Any]) -> str:
+    """Stem of the result files: ``expert_cable`` for the default env, else
+    ``expert_cable_<short id>[_<key><value>...]`` (e.g. ``expert_cable_short``,
+    ``expert_cable_cable_segments4``)."""
+    parts = ["expert_cable"]
+    if env_id != ENV_ID:
+        parts.append(env_id.removeprefix("S3K-CableInsert").removesuffix("-v0").lower())
+    for key, value in sorted(options.items()):
+        text = "-".join(f"{v:g}" if isinstance(v, float) else str(v)
+                        for v in (value if isinstance(value, (tuple, list)) else (value,)))
+        parts.append(f"{key}{text}")
+    return "_".join(p for p in parts if p)
+
+
+def make_env(image_size: int, env_id: str = ENV_ID, **options: Any) -> gym.Env:
+    """The cable env of ``env_id`` (its class, built directly with ``options``) with the
+    registered 40-step time limit."""
+    cls = env_class(env_id)
+    if not issubclass(cls, CableInsertEnv):
+        raise ValueError(f"env_id: expected a cable insertion env, got {env_id!r} ({cls})")
+    return gym.wrappers.TimeLimit(cls(image_size=image_size, **options), MAX_EPISODE_STEPS)
+
+
+def run_episodes(episodes: int, seed: int, image_size: int, env_id: str = ENV_ID,
+                 **options: Any) -> list[dict[str, Any]]:
     """Expert episodes with seeds ``seed ... seed + episodes - 1``; one result row each."""
-    env = make_env(image_size)
+    env = make_env(image_size, env_id, **options)
     expert = CableInsertExpert(env)
     probe = PenetrationProbe()
     rows = []
@@ -105,7 +154,8 @@ def run_episodes(episodes: int, seed: int, image_size: int) -> list[dict[str, An
     return rows
 
 
-def measure_throughput(steps: int, image_size: int, seed: int) -> dict[str, Any]:
+def measure_throughput(steps: int, image_size: int, seed: int, env_id: str = ENV_ID,
+                       **options: Any) -> dict[str, Any]:
     """Time ``env.step`` (wall clock) over ``steps`` steps of expert episodes at
     ``image_size`` px with 4 cameras; resets and the expert are not timed.
 
@@ -113,7 +163,7 @@ def measure_throughput(steps: int, image_size: int, seed: int) -> dict[str, Any]
         ``steps_per_s`` (overall), ``step_ms`` spread over chunks of 25 steps, ``reset_ms``
         median, the image size and the number of steps.
     """
-    env = make_env(image_size)
+    env = make_env(image_size, env_id, **options)
     expert = CableInsertExpert(env)
     step_times: list[float] = []
     reset_times: list[float] = []
@@ -205,15 +255,32 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--media", type=Path, default=None,
                         help="also write the sample PNG and expert GIF into this directory")
     parser.add_argument("--media-episodes", type=int, default=3)
+    parser.add_argument("--env-id", default=ENV_ID, help="a registered cable insertion id")
+    parser.add_argument("--env-option", action="append", default=[], metavar="KEY=VALUE",
+                        help="env option (repeatable), value a Python literal")
+    parser.add_argument("--name", default=None,
+                        help="result file stem (default: from --env-id and --env-option)")
     args = parser.parse_args(argv)
+    try:
+        options = parse_env_options(args.env_option)
+    except ValueError as e:
+        parser.error(str(e))
+    if args.media is not None and (options or args.env_id != ENV_ID):
+        parser.error("--media writes the default env's figures; not with --env-id/--env-option")
+    name = args.name or result_name(args.env_id, options)
 
-    rows = run_episodes(args.episodes, args.seed, args.image_size)
+    rows = run_episodes(args.episodes, args.seed, args.image_size, args.env_id, **options)
     summary = summarize(rows)
-    throughput = (measure_throughput(args.throughput_steps, args.throughput_size, args.seed)
+    throughput = (measure_throughput(args.throughput_steps, args.throughput_size, args.seed,
+                                     args.env_id, **options)
                   if args.throughput_steps > 0 else None)
+    env_options = {k: v for k, v in env_class(args.env_id).default_options().items()
+                   if k in ("cable_segments", "joint_stiffness", "joint_damping",
+                            "max_total_bend", "gripper_height_range")} | options
     doc = {
         "benchmark": "expert_cable",
-        "env_id": ENV_ID,
+        "env_id": args.env_id,
+        "env_options": env_options,
         "config": vars(args) | {"out": str(args.out), "media": args.media and str(args.media)},
         "note": (f"expert episodes rendered at {args.image_size} px: the expert reads the "
                  "true keypoints, not pixels; physics and outcomes do not depend on the "
@@ -224,10 +291,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "rows": rows,
         "machine": common.machine_info(),
     }
-    common.write_csv(args.out / "expert_cable.csv", rows, CSV_COLUMNS)
-    common.write_json(args.out / "expert_cable.json", doc)
+    common.write_csv(args.out / f"{name}.csv", rows, CSV_COLUMNS)
+    common.write_json(args.out / f"{name}.json", doc)
 
-    print(f"S3K-CableInsert-v0 scripted expert, {summary['episodes']} seeded episodes "
+    print(f"{args.env_id} {options or ''} scripted expert, {summary['episodes']} seeded episodes "
           f"(seeds {args.seed}..{args.seed + args.episodes - 1}), rendered at {args.image_size} px "
           "(the expert uses privileged state, not pixels)")
     print(f"  success rate            {summary['success_rate']:.1%} "
@@ -243,7 +310,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
               f"{throughput['steps_per_s']:.1f} steps/s "
               f"(chunk median {throughput['step_ms']['median']:.1f} ms/step; "
               f"reset {throughput['reset_ms']:.1f} ms)")
-    print(f"  wrote {args.out / 'expert_cable.csv'} and {args.out / 'expert_cable.json'}")
+    print(f"  wrote {args.out / f'{name}.csv'} and {args.out / f'{name}.json'}")
     if args.media is not None:
         for path in write_media(args.media, args.seed, args.media_episodes):
             print(f"  wrote {path} ({path.stat().st_size / 1e6:.2f} MB)")

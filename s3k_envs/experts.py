@@ -96,10 +96,12 @@ class CableInsertExpert:
 
     Reads the privileged true keypoints (``info["keypoints"]``: ``plug_tip``, ``plug_base``,
     ``socket``) and the gripper position (``obs["gripper_pos"]``), and commands gripper
-    translation only (angular velocity 0). The plug hangs ~0.2 m below the gripper and swings
-    like a pendulum (period ~0.7 s, about 3 control steps), so the expert never servos the
-    plug directly while it hangs free; it moves the gripper to where the plug's *rest* position
-    lies over the socket and waits for the swing to die out:
+    translation only (angular velocity 0). In ``S3K-CableInsert-v0`` the plug hangs ~0.2 m below
+    the gripper and swings like a pendulum (period ~0.8 s, about 3 control steps), so the
+    expert never servos the plug directly while it hangs free; it moves the gripper to where
+    the plug's *rest* position lies over the socket and waits for the swing to die out. The
+    rest offset comes from the keypoints, so the same expert works for any cable length (in
+    ``S3K-CableInsertShort-v0`` the plug hangs ~0.1 m below and barely swings):
 
     1. ``approach``: move the gripper (speed <= ``max_speed``) so that the tip's rest position
        (gripper + the tip's rest offset, estimated from the at-rest first frame and refined by

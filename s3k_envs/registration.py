@@ -29,6 +29,7 @@ ENV_SPECS: dict[str, tuple[str, int]] = {
     "S3K-Box-v0": ("s3k_envs.envs.box:BoxEnv", 50),
     "S3K-BoxDistractors-v0": ("s3k_envs.envs.distractors:BoxDistractorsEnv", 50),
     "S3K-CableInsert-v0": ("s3k_envs.envs.cable:CableInsertEnv", 40),
+    "S3K-CableInsertShort-v0": ("s3k_envs.envs.cable:CableInsertShortEnv", 40),
     "S3K-Shoes-v0": ("s3k_envs.envs.shoes:ShoesEnv", 50),
     "S3K-BoxPush-v0": ("s3k_envs.envs.box_push:BoxPushEnv", 60),
     "S3K-ShoePush-v0": ("s3k_envs.envs.shoe_push:ShoePushEnv", 80),
@@ -119,6 +120,7 @@ FACTORY_NAMES: dict[str, str] = {
     "S3K-Box-v0": "make_box",
     "S3K-BoxDistractors-v0": "make_box_distractors",
     "S3K-CableInsert-v0": "make_cable_insert",
+    "S3K-CableInsertShort-v0": "make_cable_insert_short",
     "S3K-Shoes-v0": "make_shoes",
     "S3K-BoxPush-v0": "make_box_push",
     "S3K-ShoePush-v0": "make_shoe_push",
@@ -127,6 +129,7 @@ FACTORY_NAMES: dict[str, str] = {
 make_box = EnvFactory("S3K-Box-v0")
 make_box_distractors = EnvFactory("S3K-BoxDistractors-v0")
 make_cable_insert = EnvFactory("S3K-CableInsert-v0")
+make_cable_insert_short = EnvFactory("S3K-CableInsertShort-v0")
 make_shoes = EnvFactory("S3K-Shoes-v0")
 make_box_push = EnvFactory("S3K-BoxPush-v0")
 make_shoe_push = EnvFactory("S3K-ShoePush-v0")

@@ -1,4 +1,5 @@
-"""S3K-CableInsert-v0: insert the plug of a flexible audio cable into a vertical socket.
+"""S3K-CableInsert-v0 / S3K-CableInsertShort-v0: insert the plug of a flexible audio cable
+into a vertical socket.
 
 The RL task of the S3K paper (§6). The floating gripper holds a flexible cable near one end;
 the other end carries a rigid plug, and a square socket stands on the table. The cable bends
@@ -9,8 +10,10 @@ at a different place and angle in every episode (1-3 cm off the gripper's vertic
 3-30 deg with the default options) and starts still.
 
 Model (units: m, kg, s, rad)
-    * Cable: ``CABLE_SEGMENTS`` = 12 capsules of ``SEGMENT_LENGTH`` = 1.5 cm, radius 2 mm,
-      0.3 g each, chained by ball joints (stiffness 3e-3 N m/rad, damping 2e-3 N m s/rad).
+    * Cable: ``cable_segments`` (default ``CABLE_SEGMENTS`` = 12) capsules of
+      ``SEGMENT_LENGTH`` = 1.5 cm, radius 2 mm, 0.3 g each, chained by ball joints (options
+      ``joint_stiffness``, default 3e-3 N m/rad, and ``joint_damping``, default 2e-3
+      N m s/rad).
       The first segment hangs from the gripper body (a free body with gravity compensation
       welded to the mocap target, never the mocap body itself: children of mocap bodies do not
       swing).
@@ -64,6 +67,37 @@ Episode end
 Observations without images: ``images=False`` (a base-env option) drops ``images`` from the
 observation and never renders (agents on true keypoints or other state; the keypoints and
 their projections stay in ``info``).
+
+Two registered tasks (issue 15: is our task the paper's task?)
+    The paper's robot "is holding a connector by the cable" (§6.1): the fingers grip the cable
+    close to the plug. ``S3K-CableInsert-v0`` grips it 18 cm above the plug, so the plug hangs
+    on a long, soft pendulum; ``S3K-CableInsertShort-v0`` (:class:`CableInsertShortEnv`) grips
+    it 6 cm above (``cable_segments`` = 4), caps the random bend (``max_total_bend`` 1.2 rad,
+    so the plug's rest tilt spans about the default's 3-30 deg instead of up to ~55 deg) and
+    starts the gripper 12 cm lower (so the plug starts as high above the socket as in the
+    default). Cameras, keypoints, success rule, reward, safety box, 4 Hz control, 6-D velocity
+    actions and the 40-step limit are the same. Measured (``benchmarks/cable_pendulum.py``,
+    one control step at full speed along x = a 5 cm gripper jerk, medians of 20 seeds;
+    ``benchmarks/results/cable_pendulum.json``):
+
+    ==========================  =========  ==========  ========  =========  =========
+    env                         tip below  lag in the  swing     peak       settled
+                                gripper    jerk        period    swing      (< 1.5 mm)
+    ==========================  =========  ==========  ========  =========  =========
+    S3K-CableInsert-v0          0.23 m     24.5 mm     0.80 s    32.4 mm    2.39 s
+    S3K-CableInsertShort-v0     0.11 m     4.4 mm      none      3.6 mm     0.35 s
+    ==========================  =========  ==========  ========  =========  =========
+
+    The default plug swings for ~10 control steps after every move, 55 mm between two 4 Hz
+    frames; the short one is dragged along and creeps back without crossing its rest point
+    (no period: overdamped). A 10x / 30x stiffer default cable shortens the period (0.64 /
+    0.48 s) but still swings (peaks 25 / 18 mm) and, worse, no longer hangs under gravity: it
+    keeps its random bend, so the plug sticks out 51 / 78 deg from vertical (the paper's cable
+    "has sufficient flex to easily bend under gravity alone"), and the scripted expert
+    (:class:`s3k_envs.experts.CableInsertExpert`) inserts in only 23/50 and 9/50 episodes.
+    The expert, 50+ seeded episodes each (``benchmarks/expert_cable.py``, results
+    ``expert_cable.json`` and ``expert_cable_short.json``): ``S3K-CableInsert-v0`` 100/100,
+    median 14 steps to success; ``S3K-CableInsertShort-v0`` 50/50, median 11 steps.
 """
 
 from __future__ import annotations
@@ -82,6 +116,10 @@ CABLE_RADIUS = 0.002  # m
 SEGMENT_MASS = 0.0003  # kg
 JOINT_STIFFNESS = 3e-3  # N m / rad
 JOINT_DAMPING = 2e-3  # N m s / rad
+#: Range of the ``cable_segments`` option. With a straight cable and the plug fully inserted
+#: the gripper is ``PLUG_EXPOSED + SOCKET_HEIGHT + n * SEGMENT_LENGTH`` above the table: 0.08 m,
+#: the floor of the default safety box, for 2 segments.
+MIN_CABLE_SEGMENTS, MAX_CABLE_SEGMENTS = 2, 30
 
 PLUG_LENGTH = 0.05  # m, plug_base to plug_tip
 PLUG_RADIUS = 0.0045  # m, collision capsule
@@ -227,6 +265,12 @@ class CableInsertEnv(MultiViewEnv):
         reward_length: m, length scale of the per-step reward ``1 - tanh(error / length)``.
         success_bonus: reward added on the step that succeeds (>= 0, default
             ``1 / (1 - 0.99)`` = 100, see the module docstring).
+        cable_segments: number of 1.5 cm cable segments between the fingers and the plug (an
+            int in 2..30, default 12: the plug's base hangs 18 cm below the gripper).
+        joint_stiffness: N m/rad, rotational stiffness of each cable joint towards its random
+            rest bend (in (0, 1], default 3e-3).
+        joint_damping: N m s/rad, rotational damping of each cable joint (in (0, 1], default
+            2e-3).
     """
 
     keypoint_names = _KEYPOINTS
@@ -246,6 +290,9 @@ class CableInsertEnv(MultiViewEnv):
         "safety_penalty": 0.0,
         "reward_length": 0.2,
         "success_bonus": 1.0 / (1.0 - REWARD_GAMMA),
+        "cable_segments": CABLE_SEGMENTS,
+        "joint_stiffness": JOINT_STIFFNESS,
+        "joint_damping": JOINT_DAMPING,
     }
 
     # ------------------------------------------------------------------ options
@@ -258,7 +305,7 @@ class CableInsertEnv(MultiViewEnv):
         if not 0 <= o["socket_xy_range"] <= 0.15:
             raise ValueError(f"socket_xy_range: expected 0..0.15 m, got {o['socket_xy_range']!r}")
         for name, low, high in (("gripper_offset_range", 0.0, 0.15),
-                                ("gripper_height_range", 0.2, 0.42)):
+                                ("gripper_height_range", 0.1, 0.42)):
             try:
                 lo, hi = (float(v) for v in o[name])
             except (TypeError, ValueError):
@@ -287,6 +334,19 @@ class CableInsertEnv(MultiViewEnv):
         if not (isinstance(o["success_bonus"], (int, float)) and 0 <= o["success_bonus"] < 1e6):
             raise ValueError(f"success_bonus: expected 0 <= bonus < 1e6, got "
                              f"{o['success_bonus']!r}")
+        segments = o["cable_segments"]
+        if (isinstance(segments, (bool, np.bool_)) or not isinstance(segments, (int, np.integer))
+                or not MIN_CABLE_SEGMENTS <= segments <= MAX_CABLE_SEGMENTS):
+            raise ValueError(f"cable_segments: expected an int in {MIN_CABLE_SEGMENTS}.."
+                             f"{MAX_CABLE_SEGMENTS} (segments of {SEGMENT_LENGTH * 100:g} cm), "
+                             f"got {segments!r}")
+        for name, unit, high in (("joint_stiffness", "N m/rad", 1.0),
+                                 ("joint_damping", "N m s/rad", 1.0)):
+            value = o[name]
+            if (isinstance(value, (bool, np.bool_))
+                    or not isinstance(value, (int, float, np.number)) or not 0 < value <= high):
+                raise ValueError(f"{name}: expected a number in (0, {high:g}] {unit}, got "
+                                 f"{value!r}")
 
     # ------------------------------------------------------------------ scene
     def _build_task(self, spec: mujoco.MjSpec) -> None:
@@ -326,11 +386,14 @@ class CableInsertEnv(MultiViewEnv):
             raise RuntimeError("base scene has no body named 'gripper'")
         cable_rgba = [0.08, 0.08, 0.09, 1.0]
         parent = gripper
-        for i in range(CABLE_SEGMENTS):
+        n_segments = int(self.options["cable_segments"])
+        stiffness = float(self.options["joint_stiffness"])
+        damping = float(self.options["joint_damping"])
+        for i in range(n_segments):
             body = parent.add_body(name=f"cable_{i}", pos=[0, 0, 0 if i == 0 else -SEGMENT_LENGTH])
             joint = body.add_joint(name=f"cable_joint_{i}", type=mujoco.mjtJoint.mjJNT_BALL)
-            joint.stiffness = [JOINT_STIFFNESS, 0.0, 0.0]
-            joint.damping = [JOINT_DAMPING, 0.0, 0.0]
+            joint.stiffness = [stiffness, 0.0, 0.0]
+            joint.damping = [damping, 0.0, 0.0]
             geom = body.add_geom(name=f"cable_seg_{i}", type=mujoco.mjtGeom.mjGEOM_CAPSULE,
                                  fromto=[0, 0, 0, 0, 0, -SEGMENT_LENGTH],
                                  size=[CABLE_RADIUS, 0, 0], rgba=cable_rgba)
@@ -368,11 +431,12 @@ class CableInsertEnv(MultiViewEnv):
         m = self.model
         self._socket_mocap = int(m.body_mocapid[m.body("socket").id])
         self._plug_id = m.body("plug").id
-        self._last_segment_id = m.body(f"cable_{CABLE_SEGMENTS - 1}").id
+        n_segments = int(self.options["cable_segments"])
+        self._last_segment_id = m.body(f"cable_{n_segments - 1}").id
         self._tip_site = m.site("plug_tip").id
         self._base_site = m.site("plug_base").id
         self._opening_site = m.site("socket_opening").id
-        joints = [m.joint(f"cable_joint_{i}") for i in range(CABLE_SEGMENTS)]
+        joints = [m.joint(f"cable_joint_{i}") for i in range(n_segments)]
         self._cable_qadr = np.array([int(j.qposadr[0]) for j in joints])
         self._cable_dofadr = np.array([int(j.dofadr[0]) for j in joints])
         self._cable_dofs = (self._cable_dofadr[:, None] + np.arange(3)).ravel()
@@ -396,14 +460,14 @@ class CableInsertEnv(MultiViewEnv):
         return pos, np.array([math.cos(yaw / 2), 0.0, 0.0, math.sin(yaw / 2)])
 
     def sample_bend(self, rng: np.random.Generator) -> np.ndarray:
-        """Random rest shape of the cable: ``(CABLE_SEGMENTS, 4)`` w-first joint quaternions.
+        """Random rest shape of the cable: ``(cable_segments, 4)`` w-first joint quaternions.
 
         Each joint bends about a horizontal axis of its segment by a bend vector that varies
         smoothly along the cable (a random constant plus a random linear trend plus a little
         noise, ``bend_scale`` rad per joint), so the cable takes a random C- or S-like curl.
         """
         s = float(self.options["bend_scale"])
-        n = CABLE_SEGMENTS
+        n = int(self.options["cable_segments"])
         along = np.linspace(-1.0, 1.0, n)[:, None]
         const = rng.normal(0.0, s, size=2)
         trend = rng.normal(0.0, s, size=2)
@@ -469,7 +533,7 @@ class CableInsertEnv(MultiViewEnv):
 
     def _cable_energy(self) -> tuple[float, np.ndarray]:
         """Potential energy (J) at ``data.qpos`` and its gradient over the cable dofs
-        ``(3 * CABLE_SEGMENTS,)`` (N m), with all velocities zero."""
+        ``(3 * cable_segments,)`` (N m), with all velocities zero."""
         m, d = self.model, self.data
         mujoco.mj_kinematics(m, d)
         mujoco.mj_comPos(m, d)
@@ -521,3 +585,24 @@ class CableInsertEnv(MultiViewEnv):
         if info["left_safety_box"]:
             terminated = True
         return obs, reward, terminated, truncated, info
+
+
+class CableInsertShortEnv(CableInsertEnv):
+    """``S3K-CableInsertShort-v0``: the cable task with the plug held close, as in the paper.
+
+    :class:`CableInsertEnv` with ``cable_segments`` = 4 (6 cm of cable between the fingers and
+    the plug instead of 18 cm), ``max_total_bend`` = 1.2 rad (the short cable holds its bend
+    against gravity better; the cap keeps the plug's rest tilt within about the default's
+    range) and the gripper starting 12 cm lower (``gripper_height_range`` (0.18, 0.22) m), so
+    that the plug starts about as high above the socket as in the default env. Everything
+    else (cameras, keypoints, success rule, reward, safety box, 4 Hz control, 6-D velocity
+    actions, 40-step limit) is the default env's; every option can still be overridden. See
+    the module docstring for why and for both envs' numbers.
+    """
+
+    TASK_OPTIONS: ClassVar[dict[str, Any]] = {
+        **CableInsertEnv.TASK_OPTIONS,
+        "cable_segments": 4,
+        "gripper_height_range": (0.18, 0.22),
+        "max_total_bend": 1.2,
+    }
