@@ -478,7 +478,7 @@ def main(argv: list[str] | None = None, doc: str = "push MPC benchmark") -> dict
     torch.set_num_threads(args.threads)
     log: Callable[[str], None] = lambda s: print(s, flush=True)  # noqa: E731
     cache = Path(args.cache)
-    t_start = time.perf_counter()
+    t_start, cpu_start = time.perf_counter(), time.process_time()
 
     srcs, digests = build_point_sources(methods, args, cache, log)
     data_key = (f"e{args.episodes}_t{args.steps}_n{args.noise}_r{args.random_prob}"
@@ -525,6 +525,7 @@ def main(argv: list[str] | None = None, doc: str = "push MPC benchmark") -> dict
                    for m in methods},
         "data": data_info, "training": training, "summary": summary,
         "wall_seconds": time.perf_counter() - t_start,
+        "cpu_seconds": time.process_time() - cpu_start,  # this process, all its threads
     }
     common.write_json(out / f"push_mpc_{tag}.json", doc_out)
     plot(summary, names, out / f"push_mpc_{tag}.png",
