@@ -136,14 +136,17 @@ def test_rlpd_smoke_pipeline_interrupted_resumed_and_cached(
     work = tmp_path / "smoke"
     run_dir = work / "runs" / "rlpd" / "kp" / "seed_0"
     original = RLPDEpisodeLogger.__call__
+    seen: dict[str, int] = {}
 
     def interrupt_after_first_checkpoint(self: RLPDEpisodeLogger, agent, record) -> bool:
         out = original(self, agent, record)
-        if self.last_checkpoint > 0:
+        if self.last_checkpoint > 0 and "rows" not in seen:
+            seen["rows"] = len(self.rows)  # the checkpoint holds these episodes
+        elif "rows" in seen:  # killed one episode later: that episode is not in the checkpoint
             raise KeyboardInterrupt
         return out
 
-    # 1. Interrupted in the first run (kp, seed 0) right after its first checkpoint.
+    # 1. Interrupted in the first run (kp, seed 0) one episode after its first checkpoint.
     monkeypatch.setattr(RLPDEpisodeLogger, "__call__", interrupt_after_first_checkpoint)
     with pytest.raises(KeyboardInterrupt):
         main(argv)
@@ -155,6 +158,7 @@ def test_rlpd_smoke_pipeline_interrupted_resumed_and_cached(
         assert len(buf["obs"]) == state["steps"]
     assert not (run_dir / "result.json").exists()
     before = _rows(ck / "episodes.csv")
+    assert len(before) == seen["rows"]
     monkeypatch.setattr(RLPDEpisodeLogger, "__call__", original)
 
     # 2. Rerun: resumes that run from its checkpoint, does the others, writes the results.
