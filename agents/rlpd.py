@@ -124,6 +124,11 @@ class RLPDConfig:
             both buffers hold data.
         init_temperature: initial SAC temperature alpha.
         target_entropy: None for ``-|A| / 2`` (RLPD), else the value.
+        learn_temperature: tune alpha towards ``target_entropy`` (SAC). False keeps alpha at
+            ``init_temperature``: on CableInsert (Q ~ 100 from the success bonus) the policy
+            stays below the target entropy, alpha grows at Adam's full rate (x300 in 16,000
+            steps) until the entropy bonus drowns the reward and the policy leaves the safety
+            box in every episode (README "RLPD").
         backup_entropy: subtract ``alpha * log pi`` in the critic target (SAC). On tasks
             whose episodes can end early on failure, prefer False: once the temperature has
             grown (the policy's entropy below its target), ``-alpha * log pi`` per step can
@@ -158,6 +163,7 @@ class RLPDConfig:
     demo_ratio: float = 0.5
     init_temperature: float = 1.0
     target_entropy: float | None = None
+    learn_temperature: bool = True
     backup_entropy: bool = True
     normalize_observations: bool = True
     reward_scale: float = 1.0
@@ -739,6 +745,9 @@ class RLPD:
         actor_loss.backward()
         self.actor_opt.step()
         self.critic.requires_grad_(True)
+        if not cfg.learn_temperature:
+            return {**diagnostics, "actor_loss": float(actor_loss.detach()),
+                    "entropy": float(-logp.detach().mean())}
         alpha_loss = (self.log_alpha.exp() * (-logp.detach() - self.target_entropy)).mean()
         self.alpha_opt.zero_grad(set_to_none=True)
         alpha_loss.backward()

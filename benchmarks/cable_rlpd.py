@@ -323,6 +323,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--target-entropy", type=float, default=None,
                         help="SAC target entropy (default: RLPD's -|A|/2 = -3 for the 6-D "
                              "action)")
+    parser.add_argument("--fixed-temperature", action="store_true",
+                        help="keep alpha at --init-temperature (no SAC temperature tuning)")
     parser.add_argument("--no-demos", action="store_true", help="learn without demonstrations")
     parser.add_argument("--no-backup-entropy", action="store_true",
                         help="no -alpha log pi term in the critic target")
@@ -354,6 +356,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                        f"{'_nobackupent' if args.no_backup_entropy else ''}"
                        f"{'_tl' if args.time_limit else ''}{'_vel' if args.velocity else ''}"
                        f"{'' if args.target_entropy is None else f'_ent{args.target_entropy:g}'}"
+                       f"{'_fixedt' if args.fixed_temperature else ''}"
                        f"{env_tag}_s{args.seed}_{args.steps}")
     stem = args.out / f"cable_rlpd_{tag}"
     t0 = time.perf_counter()
@@ -367,6 +370,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                         num_min_critics=min(2, args.critics), batch_size=args.batch_size,
                         init_temperature=args.init_temperature,
                         target_entropy=args.target_entropy,
+                        learn_temperature=not args.fixed_temperature,
                         backup_entropy=not args.no_backup_entropy,
                         bootstrap_truncation=not args.time_limit)
     agent = RLPD(env.observation_space, env.action_space, None if args.no_demos else demos,

@@ -279,3 +279,20 @@ def test_truncation_is_stored_terminal_only_without_bootstrap(bootstrap):
     assert int(stored.sum()) == (0 if bootstrap else 2)
     if not bootstrap:
         assert stored[19] == 1.0 and stored[39] == 1.0
+
+
+@pytest.mark.parametrize("learn", [True, False])
+def test_temperature_is_tuned_only_when_asked(learn):
+    """``learn_temperature=False`` keeps alpha at ``init_temperature`` while the actor and
+    critics still learn; the default moves it towards the target entropy."""
+    agent = make_agent(record(3, seed=0), utd=1, learn_temperature=learn)
+    actor_before = [p.detach().clone() for p in agent.actor.parameters()]
+    for _ in range(5):
+        out = agent.update()
+        assert "actor_loss" in out and "entropy" in out
+    assert any(not torch.equal(a, p) for a, p in zip(actor_before, agent.actor.parameters(),
+                                                      strict=True))
+    if learn:
+        assert agent.alpha != pytest.approx(0.01, rel=1e-6)
+    else:
+        assert agent.alpha == pytest.approx(0.01, rel=1e-6)
