@@ -30,7 +30,7 @@ from s3k_envs.keypoints.predictor import KeypointPredictor
 #: Sizes of ``--quick`` and ``--full`` (each can be overridden by its own option).
 SIZES: dict[str, dict[str, Any]] = {
     "quick": {"episodes": 150, "train_steps": 3000, "eval_episodes": 20, "vae_steps": 600,
-              "seeds": "0"},
+              "seeds": "0,1"},
     "full": {"episodes": 600, "train_steps": 20000, "eval_episodes": 100, "vae_steps": 6000,
              "seeds": "0,1,2"},
 }
@@ -423,7 +423,7 @@ def build_parser(doc: str) -> argparse.ArgumentParser:
     size.add_argument("--full", action="store_true", help="full sizes (the default)")
     p.add_argument("--methods", default=",".join(S.METHODS),
                    help=f"comma-separated subset of {','.join(S.METHODS)} (default: all)")
-    p.add_argument("--seeds", default=None, help="dynamics / planner seeds (quick 0, full 0,1,2)")
+    p.add_argument("--seeds", default=None, help="dynamics / planner seeds (quick 0,1, full 0,1,2)")
     p.add_argument("--episodes", type=int, default=None, help="data episodes (150 / 600)")
     p.add_argument("--steps", type=int, default=30, help="steps per data episode")
     p.add_argument("--noise", type=float, default=0.4, help="expert action noise std")
