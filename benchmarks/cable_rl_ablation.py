@@ -144,6 +144,12 @@ def plot(rows: Sequence[Mapping[str, Any]], curves: Mapping[str, tuple[list[int]
     return out
 
 
+def cable_rl_flags(profile: str) -> list[str]:
+    """The ``benchmarks.cable_rl`` flags every variant shares: the profile, DDPGfD (this is
+    the DDPGfD ablation; ``cable_rl``'s default agent is RLPD) and the ``gt`` arm."""
+    return [f"--{profile}", "--agent", "ddpgfd", "--arms", "gt", "--no-progress"]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ablation; returns the exit status."""
     from benchmarks.cable_rl.cli import main
@@ -163,7 +169,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     a = p.parse_args(argv)
     stem = "cable_rl_ablation" if a.profile == "full" else f"cable_rl_ablation_{a.profile}"
     out_dir = a.out or (a.work_dir if a.profile == "smoke" else common.RESULTS_DIR)
-    common_flags = [f"--{a.profile}", "--arms", "gt", "--no-progress"]
+    common_flags = cable_rl_flags(a.profile)
     if a.seeds is not None:
         common_flags += ["--seeds", *map(str, a.seeds)]
     if a.steps is not None:

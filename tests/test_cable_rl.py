@@ -258,3 +258,15 @@ def test_behaviour_cloning_fits_a_linear_map() -> None:
     assert mse < 0.1 * float(np.mean(a ** 2))
     with pytest.raises(ValueError, match="as many observations"):
         cable_bc.fit_policy(o, a[:10], steps=1, seed=0)
+
+
+def test_ablation_variants_are_valid_ddpgfd_command_lines(tmp_path: Path) -> None:
+    """Every ablation variant is a DDPGfD variant: its cable_rl command line (with the
+    ablation's common flags) parses, with DDPGfD as the agent."""
+    from benchmarks import cable_rl_ablation
+    from benchmarks.cable_rl.cli import parse_args
+
+    for name, flags in cable_rl_ablation.VARIANTS.items():
+        cfg = parse_args([*cable_rl_ablation.cable_rl_flags("quick"), *flags,
+                          "--work-dir", str(tmp_path / name)])
+        assert cfg.agent_kind == "ddpgfd", name
