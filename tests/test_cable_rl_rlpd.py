@@ -90,8 +90,11 @@ def test_agent_flag_stems_directories_and_profiles(tmp_path: Path) -> None:
     assert full.stem == "cable_rl_rlpd_full" and full.steps == 40_000 and len(full.seeds) == 5
     c = rlpd_config(quick)
     assert (c.utd, c.num_critics, c.batch_size, c.init_temperature) == (4, 2, 256, 0.01)
-    assert not c.backup_entropy and not c.bootstrap_truncation
+    assert not c.backup_entropy and not c.bootstrap_truncation and not c.learn_temperature
     assert rlpd_config(parse_args(["--quick", "--utd", "2"])).utd == 2
+    assert rlpd_config(parse_args(["--quick", "--learn-temperature"])).learn_temperature
+    with pytest.raises(SystemExit):
+        parse_args(["--smoke", "--agent", "ddpgfd", "--learn-temperature"])
     with pytest.raises(SystemExit):
         parse_args(["--smoke", "--bc-weight", "100"])  # a DDPGfD setting without --agent ddpgfd
     with pytest.raises(SystemExit):

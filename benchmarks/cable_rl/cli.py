@@ -218,6 +218,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"RLPD: critic ensemble size (default {r.critics})")
     p.add_argument("--init-temperature", type=float, default=None,
                    help=f"RLPD: initial SAC temperature (default {r.init_temperature})")
+    p.add_argument("--learn-temperature", action="store_true", default=None,
+                   help="RLPD: tune the SAC temperature towards the target entropy (default: "
+                        "fixed at --init-temperature)")
     a = AgentParams()
     p.add_argument("--demo-fraction", type=float, default=a.demo_fraction)
     p.add_argument("--bc-weight", type=float, default=a.bc_weight)
@@ -256,14 +259,16 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
         over = dict(RLPD_PROFILES[a.profile])
         rlpd = dataclasses.replace(rlpd, **over.pop("rlpd", {}))
         prof = dataclasses.replace(prof, **over)
-        given = {"utd": a.utd, "critics": a.critics, "init_temperature": a.init_temperature}
+        given = {"utd": a.utd, "critics": a.critics, "init_temperature": a.init_temperature,
+                 "learn_temperature": a.learn_temperature}
         rlpd = dataclasses.replace(rlpd, **{k: v for k, v in given.items() if v is not None})
         if rlpd.utd < 1 or rlpd.critics < 1 or not rlpd.init_temperature > 0:
             p.error(f"expected --utd >= 1, --critics >= 1, --init-temperature > 0, got "
                     f"{rlpd.utd}, {rlpd.critics}, {rlpd.init_temperature}")
-    elif any(v is not None for v in (a.utd, a.critics, a.init_temperature)):
-        p.error("--utd, --critics and --init-temperature are RLPD settings; they need "
-                "--agent rlpd")
+    elif any(v is not None for v in (a.utd, a.critics, a.init_temperature,
+                                     a.learn_temperature)):
+        p.error("--utd, --critics, --init-temperature and --learn-temperature are RLPD "
+                "settings; they need --agent rlpd")
 
     def pick(value: Any, default: Any) -> Any:
         return default if value is None else value
