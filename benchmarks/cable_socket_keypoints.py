@@ -42,7 +42,8 @@ Measured per checkpoint:
 Outputs (atomically) in ``--out`` (default ``benchmarks/results/``):
 ``cable_socket_keypoints{--tag}.csv`` (one row per checkpoint, phase and keypoint),
 ``.json`` (everything, per-episode lags, settings, machine info, command) and ``.png``.
-``--frames FILE.npz`` also saves the per-frame arrays.
+``--cache DIR`` keeps the recorded frames (images included, one npz per episode kind) for
+later runs with other checkpoints.
 
 Usage::
 
@@ -54,6 +55,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import os
 import sys
 import time
@@ -93,15 +95,15 @@ def phase_of(keypoints: np.ndarray) -> str:
     return "above" if horizontal < ABOVE_RADIUS and 0.0 <= height <= ABOVE_HEIGHT else "free"
 
 
-def collect(kind: str, episodes: int, seed: int, predictors: Mapping[str, Any],
-            extra_steps: int, noise: float) -> dict[str, np.ndarray]:
-    """Run the episodes of one kind and predict every frame with every checkpoint.
+def collect(kind: str, episodes: int, seed: int, extra_steps: int, noise: float
+            ) -> dict[str, np.ndarray]:
+    """Run the episodes of one kind and record every frame (predictions come later,
+    :func:`predict_all`).
 
     Args:
         kind: ``"expert"``, ``"noisy"``, ``"random"`` or ``"reach"``.
         episodes: number of episodes (seeds ``seed + i``).
         seed: first reset seed; also seeds the action noise.
-        predictors: name -> :class:`~s3k_envs.keypoints.predictor.KeypointPredictor`.
         extra_steps: ``expert``: control steps run after the first true success.
         noise: ``noisy``, ``reach``: std of the Gaussian noise on the actions.
 
@@ -110,7 +112,8 @@ def collect(kind: str, episodes: int, seed: int, predictors: Mapping[str, Any],
         ``since_success`` (step minus the episode's first true success step; -10,000 in
         episodes without one), ``true`` ``(N, 3, 3)`` m, ``error_m`` (true
         insertion error), ``success`` (true rule), ``phase`` (index into :data:`PHASES`),
-        and per checkpoint ``pred/NAME`` ``(N, 3, 3)`` m and ``conf/NAME`` ``(N, C, 3)``.
+        and the observation: ``images`` ``(N, C, H, W, 3)`` uint8, ``intrinsics``
+        ``(N, C, 3, 3)``, ``extrinsics`` ``(N, C, 4, 4)``.
     """
     from s3k_envs.envs.cable import insertion_error
     from s3k_envs.experts import make_expert
@@ -127,8 +130,8 @@ def collect(kind: str, episodes: int, seed: int, predictors: Mapping[str, Any],
     max_lin, hz = float(options["max_linear_speed"]), float(options["control_hz"])
     rec: dict[str, list[Any]] = {k: [] for k in ("episode", "step", "since_success", "true",
                                                  "error_m", "success", "phase")}
-    for name in predictors:
-        rec[f"pred/{name}"], rec[f"conf/{name}"] = [], []
+    for key in ("images", "intrinsics", "extrinsics"):
+        rec[key] = []
     never = -10_000
 
     def record(ep: int, step: int, first_success: int | None, obs: Mapping[str, Any],
@@ -141,10 +144,8 @@ def collect(kind: str, episodes: int, seed: int, predictors: Mapping[str, Any],
         rec["error_m"].append(insertion_error(kp))
         rec["success"].append(bool(info["is_success"]))
         rec["phase"].append(PHASES.index(phase_of(kp)))
-        for name, predictor in predictors.items():
-            pred = predictor.predict(obs["images"], obs["intrinsics"], obs["extrinsics"])
-            rec[f"pred/{name}"].append(np.asarray(pred.points_3d, dtype=np.float64))
-            rec[f"conf/{name}"].append(np.asarray(pred.confidence, dtype=np.float64))
+        for key in ("images", "intrinsics", "extrinsics"):
+            rec[key].append(np.asarray(obs[key]))
 
     try:
         for ep in range(episodes):
@@ -191,6 +192,24 @@ def collect(kind: str, episodes: int, seed: int, predictors: Mapping[str, Any],
     finally:
         env.close()
     return {k: np.asarray(v) for k, v in rec.items()}
+
+
+def predict_all(frames: dict[str, np.ndarray], predictors: Mapping[str, Any],
+                batch: int = 16) -> None:
+    """Add ``pred/NAME`` ``(N, 3, 3)`` m and ``conf/NAME`` ``(N, C, 3)`` to ``frames`` for
+    every predictor (name -> :class:`~s3k_envs.keypoints.predictor.KeypointPredictor`),
+    ``batch`` frames per forward pass."""
+    n = len(frames["images"])
+    for name, predictor in predictors.items():
+        points, conf = [], []
+        for i in range(0, n, batch):
+            sl = slice(i, i + batch)
+            pred = predictor.predict(frames["images"][sl], frames["intrinsics"][sl],
+                                     frames["extrinsics"][sl])
+            points.append(np.asarray(pred.points_3d, dtype=np.float64))
+            conf.append(np.asarray(pred.confidence, dtype=np.float64))
+        frames[f"pred/{name}"] = np.concatenate(points)
+        frames[f"conf/{name}"] = np.concatenate(conf)
 
 
 def predicted_errors(frames: Mapping[str, np.ndarray], name: str) -> np.ndarray:
@@ -258,13 +277,16 @@ def lags(frames: Mapping[str, np.ndarray], name: str, gate: float, threshold: fl
 def false_positives(frames: Mapping[str, np.ndarray], name: str, gate: float,
                     threshold: float, fp_error: float) -> dict[str, Any]:
     """Frames (and episodes) where the rule fires while the true error is above
-    ``fp_error`` (m), plus the worst such true error (m)."""
+    ``fp_error`` (m), the worst such true error (m), the frames whose gate confidence is
+    below ``gate`` (success impossible there) and the true-success frames where the rule
+    does not fire."""
     fires = rule_fires(frames, name, gate, threshold)
     bad = fires & (frames["error_m"] > fp_error)
     return {"frames": int(bad.sum()), "of_frames": len(bad),
             "episodes": len(np.unique(frames["episode"][bad])),
             "of_episodes": len(np.unique(frames["episode"])),
             "max_true_error_m": float(frames["error_m"][bad].max()) if bad.any() else None,
+            "refused_frames": int((gate_confidences(frames, name) < gate).sum()),
             "missed_true_success_frames": int((frames["success"] & ~fires).sum()),
             "true_success_frames": int(frames["success"].sum())}
 
@@ -353,7 +375,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     p.add_argument("--episodes", type=int, default=20, help="expert episodes")
     p.add_argument("--noisy-episodes", type=int, default=20)
     p.add_argument("--random-episodes", type=int, default=20)
-    p.add_argument("--reach-episodes", type=int, default=20)
+    p.add_argument("--reach-episodes", type=int, default=60)
     p.add_argument("--noise", type=float, default=0.5, help="action noise of noisy episodes")
     p.add_argument("--reach-noise", type=float, default=0.1,
                    help="action noise of reach episodes")
@@ -366,7 +388,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                    help="true insertion error (m) above which a firing is a false positive")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--tag", default="", help="suffix of the output file names")
-    p.add_argument("--frames", type=Path, default=None, help="also save per-frame arrays")
+    p.add_argument("--cache", type=Path, default=None,
+                   help="directory for the recorded frames (one npz per episode kind): written "
+                        "after simulating, read back by a later run with the same settings of "
+                        "that kind (then only the checkpoints run)")
     p.add_argument("--out", type=Path, default=common.RESULTS_DIR)
     args = p.parse_args(argv)
     from s3k_envs.checkpoints import default_checkpoint
@@ -389,16 +414,30 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     predictors = {n: KeypointPredictor.load(path) for n, path in checkpoints.items()}
     threshold = float(CableInsertEnv.default_options()["success_threshold"])
     t0 = time.perf_counter()
-    data = {
-        "expert": collect("expert", args.episodes, args.seed, predictors, args.extra_steps, 0.0),
-        "noisy": collect("noisy", args.noisy_episodes, args.seed + 10_000, predictors, 0,
-                         args.noise),
-        "random": collect("random", args.random_episodes, args.seed + 20_000, predictors, 0,
-                          0.0),
-        "reach": collect("reach", args.reach_episodes, args.seed + 30_000, predictors, 0,
-                         args.reach_noise),
-    }
+    plan = {"expert": (args.episodes, args.seed, args.extra_steps, 0.0),
+            "noisy": (args.noisy_episodes, args.seed + 10_000, 0, args.noise),
+            "random": (args.random_episodes, args.seed + 20_000, 0, 0.0),
+            "reach": (args.reach_episodes, args.seed + 30_000, 0, args.reach_noise)}
+    data: dict[str, dict[str, np.ndarray]] = {}
+    for kind, (n, seed, extra, noise) in plan.items():
+        key = json.dumps({"env_id": ENV_ID, "kind": kind, "episodes": n, "seed": seed,
+                          "extra_steps": extra, "noise": noise, "version": 1}, sort_keys=True)
+        path = None if args.cache is None else args.cache / f"{kind}.npz"
+        if path is not None and path.is_file():
+            with np.load(path, allow_pickle=False) as z:
+                if str(z["key"]) == key:
+                    data[kind] = {name: z[name] for name in z.files if name != "key"}
+                    print(f"{kind}: frames from {path}", file=sys.stderr)
+        if kind not in data:
+            data[kind] = collect(kind, n, seed, extra, noise)
+            if path is not None:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                tmp = path.with_name(path.stem + ".tmp.npz")
+                np.savez(tmp, key=np.array(key), **data[kind])
+                os.replace(tmp, path)
     data = {k: v for k, v in data.items() if len(v["step"])}
+    for frames in data.values():
+        predict_all(frames, predictors)
     elapsed = time.perf_counter() - t0
     names = list(checkpoints)
     summary = summarise(data, names, sorted(set([0.0, *args.gates])), threshold, args.fp_error)
@@ -418,10 +457,6 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     out = [common.write_csv(args.out / f"{stem}.csv", rows, CSV_COLUMNS),
            common.write_json(args.out / f"{stem}.json", doc),
            plot(summary, data["expert"], names, args.out / f"{stem}.png")]
-    if args.frames is not None:
-        args.frames.parent.mkdir(parents=True, exist_ok=True)
-        np.savez_compressed(args.frames, **{f"{kind}|{k}": v for kind, f in data.items()
-                                            for k, v in f.items()})
     print(common.markdown_table(rows, [("checkpoint", "checkpoint", "s"), ("phase", "phase", "s"),
                                        ("keypoint", "keypoint", "s"), ("frames", "frames", "d"),
                                        ("median_mm", "median mm", ".1f"),

@@ -13,6 +13,13 @@ An env may fall back to the checkpoint of another env whose scene and keypoints 
 ``S3K-ShoePush-v0`` the Shoes model, when they have none of their own).
 ``gymnasium.make(ENV_ID, obs_mode="keypoints")`` uses this resolver;
 ``keypoint_checkpoint=PATH`` overrides it.
+
+How each file was made (data, seeds, training budget) and its held-out error are recorded in
+``assets/checkpoints/README.md``. The ``S3K-CableInsert-v0`` model was retrained on
+2026-12-05 (issue 15) on data that also cover the plug deep in the socket (expert rollouts
+continued past the success), so that ``plug_tip`` stays at the socket opening once the tip
+is inside (median error there 1.7 mm instead of 13.6 mm;
+``benchmarks/results/cable_socket_keypoints.json``).
 """
 
 from __future__ import annotations
