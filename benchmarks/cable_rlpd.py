@@ -34,6 +34,7 @@ Usage::
 
     MUJOCO_GL=egl python -m benchmarks.cable_rlpd --steps 3000 [--relative] [--utd 4]
         [--critics 2] [--seed 0] [--no-backup-entropy] [--time-limit] [--velocity] [--tag name]
+        [--no-layer-norm]
         [--env-id S3K-CableInsertShort-v0]
 
 Where a trained agent fails: ``python -m benchmarks.cable_rlpd_diagnose <agent.pt> --relative``.
@@ -326,6 +327,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--fixed-temperature", action="store_true",
                         help="keep alpha at --init-temperature (no SAC temperature tuning)")
     parser.add_argument("--no-demos", action="store_true", help="learn without demonstrations")
+    parser.add_argument("--no-layer-norm", action="store_true",
+                        help="critics without LayerNorm (RLPDConfig(layer_norm=False))")
     parser.add_argument("--no-backup-entropy", action="store_true",
                         help="no -alpha log pi term in the critic target")
     parser.add_argument("--time-limit", action="store_true",
@@ -357,6 +360,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                        f"{'_tl' if args.time_limit else ''}{'_vel' if args.velocity else ''}"
                        f"{'' if args.target_entropy is None else f'_ent{args.target_entropy:g}'}"
                        f"{'_fixedt' if args.fixed_temperature else ''}"
+                       f"{'_noln' if args.no_layer_norm else ''}"
                        f"{env_tag}_s{args.seed}_{args.steps}")
     stem = args.out / f"cable_rlpd_{tag}"
     t0 = time.perf_counter()
@@ -372,7 +376,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                         target_entropy=args.target_entropy,
                         learn_temperature=not args.fixed_temperature,
                         backup_entropy=not args.no_backup_entropy,
-                        bootstrap_truncation=not args.time_limit)
+                        bootstrap_truncation=not args.time_limit,
+                        layer_norm=not args.no_layer_norm)
     agent = RLPD(env.observation_space, env.action_space, None if args.no_demos else demos,
                  config, seed=args.seed, device=args.device)
     rows: list[dict[str, Any]] = []
