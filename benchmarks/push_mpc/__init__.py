@@ -58,8 +58,8 @@ a rerun with more goals or another seed only computes what is new.
 20 goals, seeds 0 and 1. Measured on this 2-core machine with 1 thread while other jobs kept
 it at a load of 6-11: seed 0 with everything shared (data 5 min, VAE 6.5 min, 4 dynamics
 models 1.3-1.6 min each, 20 goals per method 2-4 min, baselines) 25 min; seed 1 on top
-(cached data and VAE) about 15 min more (see ``cpu_seconds`` in the result file for the
-process's own CPU time).
+(cached data and VAE) 12 min more, 6 min of them the process's own CPU time
+(``cpu_seconds`` in the result file).
 ``--full`` (the default): 600 episodes, 20,000 steps, a 6,000-step VAE, 100 goals, seeds
 0,1,2 (not run yet). Results: ``benchmarks/results/push_mpc_<tag>.{csv,json,png}``.
 
