@@ -149,3 +149,25 @@ def test_latent_planner_goal_shape() -> None:
     assert planner.act(np.zeros(13, np.float32), np.zeros(10, np.float32)).shape == (2,)
     with pytest.raises(ValueError, match=r"goal: expected shape \(10,\).*got \(13,\)"):
         planner.act(np.zeros(13, np.float32), np.zeros(13, np.float32))
+
+
+def test_descriptor_fallback_trains_with_the_documented_commands(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without a shipped or given checkpoint the benchmark trains one under its cache, with
+    argument lists that the ``s3k descriptors`` parser accepts (not run here: 10 min)."""
+    from benchmarks.push_mpc import run
+    from s3k_envs.descriptors.cli import build_parser
+
+    commands = S.descriptor_commands(tmp_path / "d", 5)
+    assert [c[0] for c in commands] == ["generate", "generate", "train", "select"]
+    for argv in commands:
+        build_parser().parse_args(argv)
+    assert "300" in commands[0] and "300" in commands[2] and commands[3][-3] == "5"
+    calls: list[tuple[Path, int]] = []
+    monkeypatch.setattr(S, "shipped_descriptor_checkpoint", lambda: None)
+    monkeypatch.setattr(S, "train_descriptor_checkpoint",
+                        lambda cache, k, log: calls.append((cache, k)) or cache / "model.pt")
+    assert run.resolve_descriptor(None, 5, tmp_path, print) == tmp_path / "descriptors/model.pt"
+    assert calls == [(tmp_path / "descriptors", 5)]
+    assert run.resolve_descriptor("x.pt", 5, tmp_path, print) == Path("x.pt")
+    assert len(calls) == 1

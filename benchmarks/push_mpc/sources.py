@@ -73,11 +73,25 @@ def shipped_descriptor_checkpoint() -> Path | None:
     return None
 
 
+def descriptor_commands(cache: Path, keypoints: int) -> list[list[str]]:
+    """The ``s3k descriptors`` argument lists of :func:`train_descriptor_checkpoint`: the
+    documented BoxPush commands (300 training scenes, 8 selection scenes, 300 CPU-s on 1
+    thread, K references), with their files in ``cache``."""
+    return [
+        ["generate", "--scenes", "300", "--seed", "0", "--out", str(cache / "train.npz")],
+        ["generate", "--scenes", "8", "--seed", "200000", "--out", str(cache / "select.npz")],
+        ["train", "--scenes", str(cache / "train.npz"), "--out", str(cache / "model.pt"),
+         "--cpu-seconds", "300", "--threads", "1"],
+        ["select", str(cache / "model.pt"), "--scenes", str(cache / "select.npz"),
+         "--keypoints", str(keypoints), "--threads", "1"],
+    ]
+
+
 def train_descriptor_checkpoint(cache: Path, keypoints: int, log: Callable[[str], None] = print
                                 ) -> Path:
-    """Train a BoxPush descriptor checkpoint with the documented commands (300 scenes,
-    300 CPU-s on 1 thread, K references chosen on 8 scenes), cached and resumable under
-    ``cache``; used when no checkpoint is shipped or given.
+    """Train a BoxPush descriptor checkpoint with :func:`descriptor_commands`, cached and
+    resumable under ``cache`` (scenes already generated are kept, training resumes from its
+    checkpoint); used when no checkpoint is shipped or given.
 
     Returns:
         Path of ``cache/model.pt`` with K reference descriptors.
@@ -89,16 +103,11 @@ def train_descriptor_checkpoint(cache: Path, keypoints: int, log: Callable[[str]
     done = cache / f"selected_k{keypoints}"
     if model.is_file() and done.is_file():
         return model
-    for name, scenes, seed in (("train", 300, 0), ("select", 8, 200000)):
-        if not (cache / f"{name}.npz").is_file():
-            log(f"descriptors: generating {scenes} {name} scenes")
-            descriptors(["generate", "--scenes", str(scenes), "--seed", str(seed),
-                         "--out", str(cache / f"{name}.npz")])
-    log("descriptors: training 300 CPU-s (resumes if interrupted)")
-    descriptors(["train", "--scenes", str(cache / "train.npz"), "--out", str(model),
-                 "--cpu-seconds", "300", "--threads", "1"])
-    descriptors(["select", str(model), "--scenes", str(cache / "select.npz"),
-                 "--keypoints", str(keypoints), "--threads", "1"])
+    for argv in descriptor_commands(cache, keypoints):
+        if argv[0] == "generate" and Path(argv[-1]).is_file():
+            continue
+        log(f"s3k descriptors {' '.join(argv)}")
+        descriptors(argv)
     done.write_text("ok\n", encoding="utf-8")
     return model
 
