@@ -171,3 +171,65 @@ def test_descriptor_fallback_trains_with_the_documented_commands(
     assert calls == [(tmp_path / "descriptors", 5)]
     assert run.resolve_descriptor("x.pt", 5, tmp_path, print) == Path("x.pt")
     assert len(calls) == 1
+
+
+TIMING = ("plan_ms_median", "plan_ms_max", "perceive_ms_median")
+
+
+def _untimed(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{k: v for k, v in r.items() if k not in TIMING} for r in rows]
+
+
+@pytest.mark.timeout(180)
+def test_ray_runs_the_same_rows_as_the_local_runner(tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--ray`` on a local Ray instance (2 CPUs): every (method, seed) and baseline is a
+    task; the rows equal the local runner's (all but the timings), and a unit whose worker
+    dies after its work is retried from the cache without evaluating an episode twice."""
+    ray = pytest.importorskip("ray", reason="the ray extra is not installed")
+    from s3k_envs.keypoints import ray_backend
+
+    argv = [*TINY, "--methods", "true,s3k"]
+    local = main([*argv, "--cache", str(tmp_path / "local"), "--out", str(tmp_path / "o1")])
+    faults = tmp_path / "faults"
+    faults.mkdir()
+    for unit in ("true_0", "expert_0", "random_0"):  # only s3k seed 0's worker dies
+        (faults / f"push_{unit}").touch()
+    monkeypatch.setattr(ray_backend, "FAULT_DIR", str(faults))
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        on_ray = main([*argv, "--ray", "--cache", str(tmp_path / "ray"),
+                       "--out", str(tmp_path / "o2")])
+    finally:
+        ray.shutdown()
+    assert (faults / "push_s3k_0").read_text().strip().isdigit()  # that attempt ran and died
+    (s3k_rows,) = (tmp_path / "ray").rglob("s3k_*.jsonl")
+    assert len(s3k_rows.read_text().splitlines()) == 1  # the retry evaluated nothing again
+    for m in ("true", "s3k", "expert", "random"):
+        assert on_ray["summary"][m]["pooled"]["episodes"] == 1
+    csv_local = common_rows(tmp_path / "o1" / "push_mpc_tiny.csv")
+    csv_ray = common_rows(tmp_path / "o2" / "push_mpc_tiny.csv")
+    assert _untimed(csv_ray) == _untimed(csv_local) and len(csv_local) == 4
+    for key, stats in local["training"].items():
+        same = {k: v for k, v in stats.items() if "seconds" not in k}
+        assert {k: v for k, v in on_ray["training"][key].items() if "seconds" not in k} == same
+
+
+def common_rows(path: Path) -> list[dict[str, Any]]:
+    import csv
+
+    with open(path, newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def test_device_option(tmp_path: Path) -> None:
+    """``--device auto`` trains and plans where resolve_device says (the CPU here unless a
+    GPU is present); a device this machine lacks is refused before any work."""
+    from s3k_envs.device import resolve_device
+
+    doc = main([*TINY, "--methods", "true", "--device", "auto", "--cache", str(tmp_path / "c"),
+                "--out", str(tmp_path / "o")])
+    assert doc["training"]["true_seed0"]["device"] == str(resolve_device("auto"))
+    with pytest.raises(ValueError, match="device: expected one of"):
+        main([*TINY, "--device", "tpu", "--cache", str(tmp_path / "c2")])
+    assert not (tmp_path / "c2").exists()

@@ -63,7 +63,16 @@ models 1.3-1.6 min each, 20 goals per method 2-4 min, baselines) 25 min; seed 1 
 ``--full`` (the default): 600 episodes, 20,000 steps, a 6,000-step VAE, 100 goals, seeds
 0,1,2 (not run yet). Results: ``benchmarks/results/push_mpc_<tag>.{csv,json,png}``.
 
+``--device`` (default ``cpu``; ``auto`` = cuda, then mps, then cpu): where the dynamics
+train and the planner samples and rolls out (perception stays on the CPU; a cached model is
+reused whichever device trained it, its stats say where). ``--ray [ADDRESS]``
+(:mod:`benchmarks.push_mpc.ray_tasks`): every (method, seed) unit -- dynamics training and
+goal episodes -- and every baseline is a Ray task writing the same cache files as the local
+runner, so results are the same rows and an interrupted cluster run resumes from the cache
+(which must then be on a file system every node sees); data and VAE stay on the driver.
+
     MUJOCO_GL=egl python -m benchmarks.push_mpc --quick [--methods true,s3k,descriptor,vae]
+    MUJOCO_GL=egl python -m benchmarks.push_mpc --full --device auto --ray auto
 """
 
 from __future__ import annotations

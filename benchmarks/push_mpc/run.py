@@ -10,6 +10,7 @@ import math
 import os
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from benchmarks.push_mpc.report import plot, summarize
 from s3k_envs import checkpoints
 from s3k_envs.atomic import atomic_open
 from s3k_envs.descriptors.keypoints import DescriptorPredictor
+from s3k_envs.device import resolve_device
 from s3k_envs.experts import BoxPushExpert
 from s3k_envs.keypoints.predictor import KeypointPredictor
 
@@ -244,7 +246,7 @@ def dynamics(method: str, src: S.Source, seed: int, data: dict[str, np.ndarray],
     """The method's dynamics model for ``seed`` (initial weights, batch order): loaded from
     ``path`` or trained on the method's states of the shared transitions and saved there."""
     if path.is_file():
-        model = KeypointDynamics.load(path)
+        model = KeypointDynamics.load(path, device=args.device)
         return model, dict(model.extra)
     episodes = [{"states": data[method][i], "actions": data["actions"][i]}
                 for i in range(data["actions"].shape[0])]
@@ -254,7 +256,8 @@ def dynamics(method: str, src: S.Source, seed: int, data: dict[str, np.ndarray],
     log(f"{method} seed {seed}: training dynamics on {src.state_shape} states")
     stats = train_dynamics(model, episodes, TrainConfig(
         steps=args.train_steps, batch_size=256, rollout_steps=5, lr=1e-3, seed=seed,
-        max_seconds=args.train_seconds), log=lambda s: log(f"  {method} seed {seed}: {s}"))
+        max_seconds=args.train_seconds, device=args.device),
+        log=lambda s: log(f"  {method} seed {seed}: {s}"))
     model.save(path, extra=stats)
     return model, stats
 
@@ -305,7 +308,8 @@ def evaluate(method: str, seed: int, n: int, rows_path: Path, args: argparse.Nam
         goal = None
         if planner is not None and src is not None:
             planner.reset()
-            planner.gen = torch.Generator().manual_seed(1_000_003 * seed + i)
+            planner.gen = torch.Generator(device=planner.device).manual_seed(
+                1_000_003 * seed + i)
             goal = src.goal(obs)
         plan_s: list[float] = []
         perceive_s: list[float] = []
@@ -344,6 +348,49 @@ def evaluate(method: str, seed: int, n: int, rows_path: Path, args: argparse.Nam
             f"{row['angle_deg']:.1f} deg, success {row['success']}")
     env.close()
     return sorted(rows, key=lambda r: r["episode"])
+
+
+# ---------------------------------------------------------------------------- units
+@dataclass
+class UnitContext:
+    """What every (method, seed) unit needs: the options, the sources, the shared data and
+    the cache layout (picklable: it is one Ray object with ``--ray``)."""
+
+    args: argparse.Namespace
+    sources: dict[str, S.Source]
+    digests: dict[str, str]
+    data: dict[str, np.ndarray]
+    cache: Path
+    data_dir: Path
+    dyn_key: str
+    eval_key: str
+    eval_only_key: str
+
+
+def run_unit(ctx: UnitContext, method: str, seed: int, log: Callable[[str], None] = print
+             ) -> dict[str, Any]:
+    """One unit of work: a state source's dynamics for ``seed`` (cached) and its goal
+    episodes (resumable), or a baseline's episodes (``method`` in :data:`BASELINES`).
+
+    Returns:
+        ``{"method", "seed", "training": the dynamics' stats or None (baselines), "rows":
+        the episode rows in episode order}``.
+    """
+    args = ctx.args
+    if method in BASELINES:
+        rows = evaluate(method, seed, args.eval_episodes,
+                        ctx.cache / "baselines" / f"{method}_{ctx.eval_only_key}.jsonl", args,
+                        log=log)
+        return {"method": method, "seed": seed, "training": None, "rows": rows}
+    src = ctx.sources[method]
+    name = f"{method}_{ctx.digests[method]}_seed{seed}"
+    model, stats = dynamics(method, src, seed, ctx.data, args,
+                            ctx.data_dir / "dynamics" / f"{name}_{ctx.dyn_key}.pt", log)
+    planner = make_planner(src, model, seed, args)
+    rows = evaluate(method, seed, args.eval_episodes,
+                    ctx.data_dir / "episodes" / f"{name}_{ctx.eval_key}.jsonl", args, src,
+                    planner, log)
+    return {"method": method, "seed": seed, "training": stats, "rows": rows}
 
 
 # ---------------------------------------------------------------------------- main
@@ -385,6 +432,14 @@ def build_parser(doc: str) -> argparse.ArgumentParser:
     p.add_argument("--vae-latent", type=int, default=10, help="beta-VAE latent dimension")
     p.add_argument("--vae-size", type=int, default=64, help="beta-VAE input pixels per side")
     p.add_argument("--threads", type=int, default=1, help="torch threads")
+    p.add_argument("--device", default="cpu",
+                   help="where the dynamics train and the planner rolls out: cpu (default), "
+                   "auto (cuda, then mps, then cpu), cuda, cuda:N, mps; perception stays on "
+                   "the CPU; a cached model is reused whatever device trained it")
+    p.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
+                   help="run every (method, seed) and baseline as a Ray task: without ADDRESS "
+                   "on a local Ray instance, else on the cluster at ADDRESS (the cache must be "
+                   "on a file system every node sees; docs/scaling.md)")
     p.add_argument("--cache", type=Path, default=DEFAULT_CACHE,
                    help="cache of data, models and episode rows (resumable)")
     p.add_argument("--tag", default=None)
@@ -406,10 +461,11 @@ def main(argv: list[str] | None = None, doc: str = "push MPC benchmark") -> dict
         if getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')}: expected >= 1, got "
                              f"{getattr(args, name)}")
+    resolve_device(args.device)  # a bad or absent device fails here, not in a worker
     tag = args.tag or ("quick" if args.quick else "full")
     torch.set_num_threads(args.threads)
     log: Callable[[str], None] = lambda s: print(s, flush=True)  # noqa: E731
-    cache = Path(args.cache)
+    cache = Path(args.cache).resolve()  # Ray workers may run elsewhere than the cwd
     t_start, cpu_start = time.perf_counter(), time.process_time()
 
     srcs, digests = build_point_sources(methods, args, cache, log)
@@ -421,23 +477,19 @@ def main(argv: list[str] | None = None, doc: str = "push MPC benchmark") -> dict
     eval_key = key_of({"dyn": dyn_key, "samples": args.samples, "horizon": args.horizon,
                        "iterations": args.iterations, "reach": args.reach_cost,
                        "eval_steps": args.eval_steps, "v": 1})
-    rows: list[dict[str, Any]] = []
-    training: dict[str, Any] = {}
-    for m in methods:
-        for seed in seeds:
-            name = f"{m}_{digests[m]}_seed{seed}"
-            model, stats = dynamics(m, srcs[m], seed, data, args,
-                                    cache / data_key / "dynamics" / f"{name}_{dyn_key}.pt", log)
-            training[f"{m}_seed{seed}"] = stats
-            planner = make_planner(srcs[m], model, seed, args)
-            rows += evaluate(m, seed, args.eval_episodes,
-                             cache / data_key / "episodes" / f"{name}_{eval_key}.jsonl", args,
-                             srcs[m], planner, log)
     eval_only_key = key_of({"eval_steps": args.eval_steps, "v": 1})
-    for b in BASELINES:
-        rows += evaluate(b, 0, args.eval_episodes,
-                         cache / "baselines" / f"{b}_{eval_only_key}.jsonl", args, log=log)
+    ctx = UnitContext(args, srcs, digests, data, cache, cache / data_key, dyn_key, eval_key,
+                      eval_only_key)
+    units = [*[(m, seed) for m in methods for seed in seeds], *[(b, 0) for b in BASELINES]]
+    if args.ray:
+        from benchmarks.push_mpc.ray_tasks import run_on_ray
 
+        outs = run_on_ray(ctx, units, args.ray)
+    else:
+        outs = [run_unit(ctx, m, seed, log) for m, seed in units]
+    rows: list[dict[str, Any]] = [r for o in outs for r in o["rows"]]
+    training = {f"{o['method']}_seed{o['seed']}": o["training"] for o in outs
+                if o["training"] is not None}
     names = [*methods, *BASELINES]
     summary = summarize(rows, names)
     for m in names:
