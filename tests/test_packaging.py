@@ -112,6 +112,7 @@ def test_wheel_ships_the_library_only(tmp_path: Path) -> None:
     assert tops == {"s3k_envs", "s3k_envs_autoregister.pth", "s3k_envs-0.1.0.dist-info"}, tops
     for env_id in ("S3K-Box-v0", "S3K-CableInsert-v0", "S3K-Shoes-v0"):
         assert f"s3k_envs/assets/checkpoints/{env_id}.pt" in names
+    assert "s3k_envs/assets/checkpoints/S3K-BoxPush-descriptors-v0.pt" in names
     assert "s3k_envs/experts.py" in names and "s3k_envs/demos.py" in names
     metadata = zipfile.ZipFile(wheel).read("s3k_envs-0.1.0.dist-info/METADATA").decode()
     required = [line for line in metadata.splitlines()
