@@ -247,3 +247,25 @@ def test_rlpd_runner_makes_the_variant():
         assert obs.shape == (26,)
     finally:
         env.close()
+
+
+def test_state_bc_fits_the_demonstrations():
+    from benchmarks.cable_state_bc import fit_policy
+
+    rng = np.random.default_rng(0)
+    obs = rng.normal(size=(21, 5)).astype(np.float32)
+    obs[:, 4] = 0.0  # an entry the "expert" never varies
+    act = np.tanh(obs[:-1, :3] @ rng.normal(size=(3, 6))).astype(np.float32)
+    act[:, 3:] = 0.0
+    demo = {"observations": obs, "actions": act}
+    policy = fit_policy([demo], seed=0, fit_steps=400)
+    import torch
+
+    with torch.no_grad():
+        pred = policy(torch.as_tensor(obs[:-1])).numpy()
+        far = policy(torch.as_tensor(obs[:1] + np.array([[0, 0, 0, 0, 0.01]], np.float32)))
+    assert np.mean((pred - act) ** 2) < 0.01
+    # the constant entry's floor keeps a 0.01 change from throwing the output far off
+    assert np.abs(far.numpy() - pred[:1]).max() < 0.5
+    with pytest.raises(ValueError, match="observations vs"):
+        fit_policy([{"observations": obs, "actions": act[:-2]}], seed=0, fit_steps=1)
