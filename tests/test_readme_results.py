@@ -236,6 +236,22 @@ def _rlpd_run(stem: str, label: str, seed: int) -> dict[str, Any]:
             "left": d["eval"]["ends"].get("left_box", 0)}
 
 
+def _cable_task(variant: str, expert_stem: str, env_id: str, runs: tuple[str, str]
+                ) -> dict[str, Any]:
+    """One row of the README's two-cable-tasks table: pendulum medians, expert, RLPD and
+    state-BC results."""
+    p = doc("cable_pendulum")["summary"][variant]
+    e = doc(expert_stem)["summary"]
+    period = p["median_period_s"]
+    return {"depth": p["median_tip_depth_m"],
+            "period": "no swing" if period is None else f"{period:.2f} s",
+            "peak": 1000 * p["median_peak_amplitude_m"], "settle": p["median_settle_s"],
+            "motion": 1000 * p["median_tip_motion_per_step_m"],
+            "es": e["successes"], "ee": e["episodes"], "em": e["median_steps_to_success"],
+            "r0": _rlpd_run(runs[0], "", 0), "r1": _rlpd_run(runs[1], "", 1),
+            "bc": doc("cable_state_bc")["summary"][env_id]}
+
+
 #: README rows of the cable RLPD change table: (row id, result stem, setting label, seed)
 RLPD_RUNS = [
     ("plain s0", "rel_e2_utd4_t0.01_nobackupent_s0_10000", "plain", 0),
@@ -467,6 +483,32 @@ CLAIMS: list[Claim] = [
     *table("cable_rlpd changes", RLPD_ROW_TEMPLATE,
            [(rid, functools.partial(_rlpd_run, stem, label, seed))
             for rid, stem, label, seed in RLPD_RUNS]),
+    # ---- two cable tasks (cable_pendulum.json, expert_cable*.json, cable_rlpd_*short*)
+    *table("two cable tasks",
+           "| {task} | {depth:.2f} m | {period} | {peak:.0f} mm | {settle:.2f} s | "
+           "{motion:.0f} mm | {es}/{ee} (median {em:.0f} steps) | {r0[held]}/{r0[he]} / "
+           "{r1[held]}/{r1[he]} | {bc[successes]}/{bc[episodes]} |",
+           [("default", lambda: {"task": "`S3K-CableInsert-v0`", **_cable_task(
+               "default", "expert_cable", "S3K-CableInsert-v0",
+               ("rel_e2_utd4_t0.01_nobackupent_tl_vel_s0_10000",
+                "rel_e2_utd4_t0.01_nobackupent_tl_vel_s1_10000"))}),
+            ("short", lambda: {"task": "`S3K-CableInsertShort-v0`", **_cable_task(
+                "short", "expert_cable_short", "S3K-CableInsertShort-v0",
+                ("rel_e2_utd4_t0.01_nobackupent_tl_vel_short_s0_10000",
+                 "rel_e2_utd4_t0.01_nobackupent_tl_vel_short_s1_10000"))})]),
+    Claim("two cable tasks stiff",
+          "Stiffer long cables (10x and 30x the joint stiffness) still swing ({a:.2f} s, "
+          "{b:.2f} s) and keep their random bend, so the plug sticks out sideways (median tilt "
+          "{ta:.0f} deg and {tb:.0f} deg)",
+          lambda: {"a": doc("cable_pendulum")["summary"]["stiff10"]["median_period_s"],
+                   "b": doc("cable_pendulum")["summary"]["stiff30"]["median_period_s"],
+                   "ta": doc("cable_pendulum")["summary"]["stiff10"]["median_plug_tilt_deg"],
+                   "tb": doc("cable_pendulum")["summary"]["stiff30"]["median_plug_tilt_deg"]}),
+    Claim("two cable tasks training",
+          "(training successes over the last 2,000 steps: {c[0][s]}/{c[0][n]} and "
+          "{c[1][s]}/{c[1][n]} against {c[2][s]}/{c[2][n]} and {c[3][s]}/{c[3][n]})",
+          lambda: {"c": [_rlpd_run(f"rel_e2_utd4_t0.01_nobackupent_tl_vel_{x}_10000", "", 0)
+                         for x in ("short_s0", "short_s1", "s0", "s1")]}),
     # ---- cable expert (expert_cable.json)
     Claim("expert_cable",
           "Cable expert over {episodes} seeded episodes (`python -m benchmarks.expert_cable`, "
