@@ -509,6 +509,21 @@ CLAIMS: list[Claim] = [
           "{c[1][s]}/{c[1][n]} against {c[2][s]}/{c[2][n]} and {c[3][s]}/{c[3][n]})",
           lambda: {"c": [_rlpd_run(f"rel_e2_utd4_t0.01_nobackupent_tl_vel_{x}_10000", "", 0)
                          for x in ("short_s0", "short_s1", "s0", "s1")]}),
+    # ---- push_mpc (push_mpc_quick.json)
+    *table("push_mpc quick",
+           "| {label} | {s0:.0f} / {s1:.0f} % | "
+           "{o[position_cm_median][mean]:.2f} ± {o[position_cm_median][std]:.2f} cm | "
+           "{o[angle_deg_median][mean]:.1f} ± {o[angle_deg_median][std]:.1f} deg | "
+           "{o[plan_ms_median][mean]:.0f} ms |",
+           [(m, functools.partial(lambda m, label: {
+               "label": label, "o": doc("push_mpc_quick")["summary"][m]["over_seeds"],
+               **{f"s{i}": 100 * r for i, r in enumerate(
+                   doc("push_mpc_quick")["summary"][m]["over_seeds"]["success_rate"]["per_seed"])}},
+               m, label))
+            for m, label in (("true", "true keypoints (3 box corners + pusher)"),
+                             ("s3k", "S3K keypoints (shipped Box model)"),
+                             ("descriptor", "descriptor keypoints (no labels, K = 5)"),
+                             ("vae", "beta-VAE latent (600 training steps)"))]),
     # ---- cable expert (expert_cable.json)
     Claim("expert_cable",
           "Cable expert over {episodes} seeded episodes (`python -m benchmarks.expert_cable`, "
