@@ -163,14 +163,38 @@ def test_descriptor_fallback_trains_with_the_documented_commands(
     for argv in commands:
         build_parser().parse_args(argv)
     assert "300" in commands[0] and "300" in commands[2] and commands[3][-3] == "5"
-    calls: list[tuple[Path, int]] = []
-    monkeypatch.setattr(S, "shipped_descriptor_checkpoint", lambda: None)
-    monkeypatch.setattr(S, "train_descriptor_checkpoint",
-                        lambda cache, k, log: calls.append((cache, k)) or cache / "model.pt")
+    calls: list[tuple[Path, int, str]] = []
+    monkeypatch.setattr(S, "shipped_descriptor_checkpoint", lambda env_id: None)
+    monkeypatch.setattr(S, "train_descriptor_checkpoint", lambda cache, k, log, env_id:
+                        calls.append((cache, k, env_id)) or cache / "model.pt")
     assert run.resolve_descriptor(None, 5, tmp_path, print) == tmp_path / "descriptors/model.pt"
-    assert calls == [(tmp_path / "descriptors", 5)]
+    assert calls == [(tmp_path / "descriptors", 5, S.ENV_ID)]
     assert run.resolve_descriptor("x.pt", 5, tmp_path, print) == Path("x.pt")
     assert len(calls) == 1
+
+
+def test_shoe_descriptors_fall_back_to_the_shoe_recipe(tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """No shoe descriptor checkpoint is shipped (the BoxPush one is never used for shoes):
+    the fallback trains one on scenes of the training shoes, with the shoe recipe's budget,
+    in its own cache folder."""
+    from benchmarks.push_mpc import run
+    from s3k_envs.descriptors.cli import build_parser
+
+    assert S.shipped_descriptor_checkpoint(S.SHOE_ENV_ID) is None
+    assert S.shipped_descriptor_checkpoint() is not None
+    commands = S.descriptor_commands(tmp_path / "d", 5, S.SHOE_ENV_ID)
+    for argv in commands:
+        build_parser().parse_args(argv)
+    for gen in commands[:2]:
+        assert gen[1:5] == ["--env", S.SHOE_ENV_ID, "--env-option", "instances=train"]
+    assert commands[2][commands[2].index("--cpu-seconds") + 1] == "900"
+    calls: list[tuple[Path, str]] = []
+    monkeypatch.setattr(S, "train_descriptor_checkpoint", lambda cache, k, log, env_id:
+                        calls.append((cache, env_id)) or cache / "model.pt")
+    got = run.resolve_descriptor(None, 5, tmp_path, print, S.SHOE_ENV_ID)
+    assert got == tmp_path / "descriptors_shoepush" / "model.pt"
+    assert calls == [(tmp_path / "descriptors_shoepush", S.SHOE_ENV_ID)]
 
 
 TIMING = ("plan_ms_median", "plan_ms_max", "perceive_ms_median")
@@ -233,3 +257,147 @@ def test_device_option(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="device: expected one of"):
         main([*TINY, "--device", "tpu", "--cache", str(tmp_path / "c2")])
     assert not (tmp_path / "c2").exists()
+
+
+# ---------------------------------------------------------------------------- variants
+def _variant_run(tiny_run: tuple[dict[str, Any], list[str], Path], tmp_path: Path,
+                 *extra: str) -> tuple[dict[str, Any], Path, set[Path]]:
+    """The tiny run again with ``extra`` options, on a copy of its cache; returns the result,
+    the cache and the episode files that were not in the base cache."""
+    import shutil
+
+    _, argv, root = tiny_run
+    cache = tmp_path / "cache"
+    shutil.copytree(root / "cache", cache)
+    before = set(cache.rglob("*.jsonl"))
+    doc = main([*argv, *extra, "--cache", str(cache), "--out", str(tmp_path / "out")])
+    return doc, cache, set(cache.rglob("*.jsonl")) - before
+
+
+def test_camera_subsets_are_chosen_from_the_calibration() -> None:
+    """``top`` / ``low`` are the 2 views whose optical axes point down most / least steeply
+    (the cameras' elevations above the scene agree), and S3K triangulates the corners from
+    either pair."""
+    from benchmarks.push_mpc.variants import choose_views, depression_deg
+
+    src = S.point_source("s3k", S.KeypointPredictor.load(
+        S.checkpoints.default_checkpoint(S.ENV_ID)))
+    env = gym.make(S.ENV_ID)
+    try:
+        for seed in (0, 1, 2):
+            obs, info = env.reset(seed=seed)
+            extr = obs["extrinsics"]
+            top, low = choose_views(extr, "top"), choose_views(extr, "low")
+            assert len(top) == len(low) == 2 and not set(top) & set(low)
+            dep = depression_deg(extr)
+            assert dep[top].min() >= dep[low].max()
+            u = env.unwrapped
+            cams = u.model.cam_pos[u._cam_ids]
+            target = np.asarray(u.options["camera_target"])
+            elev = np.arctan2(cams[:, 2] - target[2], np.linalg.norm(cams[:, :2] - target[:2],
+                                                                     axis=1))
+            assert elev[top].mean() > elev[low].mean()
+            for which in ("top", "low"):
+                src.views = which
+                err = np.linalg.norm(src.state(obs, info)[:3] - info["keypoints"], axis=1)
+                assert np.median(err) < 0.01, (seed, which, err)
+    finally:
+        env.close()
+    with pytest.raises(ValueError, match=r"cameras: expected one of \['all', 'top', 'low'\]"):
+        choose_views(extr, "side")
+
+
+def test_cameras_variant_reuses_data_and_dynamics(
+        tiny_run: tuple[dict[str, Any], list[str], Path], tmp_path: Path) -> None:
+    """``--cameras low``: only the image methods are evaluated again (the beta-VAE is left
+    out); data, dynamics, the true arm and the baselines come from the base cache."""
+    base = tiny_run[0]
+    doc, _, new = _variant_run(tiny_run, tmp_path, "--cameras", "low")
+    assert doc["methods"] == ["true", "s3k", "descriptor"]
+    assert doc["variant"]["name"] == ["cameras-low"]
+    assert sorted(p.name.split("_")[0] for p in new) == ["descriptor", "s3k"]
+    assert doc["summary"]["true"]["pooled"] == base["summary"]["true"]["pooled"]
+    assert doc["training"]["s3k_seed0"] == base["training"]["s3k_seed0"]
+    for ext in ("csv", "json", "png"):
+        assert (tmp_path / "out" / f"push_mpc_tiny_cameras-low.{ext}").is_file()
+    with pytest.raises(ValueError, match="beta-VAE embeds a fixed 4 views"):
+        main([*TINY, "--cameras", "top", "--methods", "true,vae"])
+
+
+def test_occluder_changes_the_images_not_the_physics() -> None:
+    """The cards sit on cameras 0 and 1's line of sight to the scene centre, change those
+    views (and the goal views), and every transition equals the plain env's."""
+    from benchmarks.push_mpc.variants import OCCLUDED_CAMERAS, card_angle_deg, make_env
+
+    kw = {"goal_images": True, "goal_mode": "pushes"}
+    occluded, plain = make_env(S.ENV_ID, occluder=True, **kw), gym.make(S.ENV_ID, **kw)
+    try:
+        assert occluded.spec.max_episode_steps == plain.spec.max_episode_steps
+        (o1, i1), (o0, i0) = occluded.reset(seed=10000), plain.reset(seed=10000)
+        u = occluded.unwrapped
+        angles = card_angle_deg(o1["extrinsics"].astype(float),
+                                np.asarray(u.options["camera_target"]), u.place_occluders())
+        assert np.all(angles < 0.01), angles
+        for key in ("images", "goal_images"):
+            diff = np.abs(o1[key].astype(int) - o0[key]).max(axis=-1) > 30  # (C, H, W)
+            assert diff[list(OCCLUDED_CAMERAS)].mean(axis=(1, 2)).min() > 0.03, key
+        rng = np.random.default_rng(0)
+        for _ in range(10):
+            a = S.env_action(rng.uniform(-1, 1, 2))
+            _, r1, _, _, i1 = occluded.step(a)
+            _, r0, _, _, i0 = plain.step(a)
+            np.testing.assert_array_equal(i1["keypoints"], i0["keypoints"])
+            assert r1 == r0
+    finally:
+        occluded.close()
+        plain.close()
+
+
+def test_occluder_variant_runs(tiny_run: tuple[dict[str, Any], list[str], Path],
+                               tmp_path: Path) -> None:
+    doc, _, new = _variant_run(tiny_run, tmp_path, "--occluder", "--methods", "true,s3k")
+    assert doc["variant"]["name"] == ["occluder"]
+    assert [p.name.split("_")[0] for p in new] == ["s3k"]  # the true arm is not re-run
+    assert (tmp_path / "out" / "push_mpc_tiny_occluder.csv").is_file()
+
+
+def test_held_out_shoes_variant(tmp_path: Path) -> None:
+    """``--env S3K-ShoePush-v0 --instances test``: data on shoes, the shipped Shoes model
+    for the S3K arm, goal episodes on the held-out shoes 12-15."""
+    doc = main([*TINY, "--env", S.SHOE_ENV_ID, "--instances", "test", "--methods", "true,s3k",
+                "--cache", str(tmp_path / "c"), "--out", str(tmp_path / "o")])
+    assert doc["variant"]["name"] == ["shoepush-test"]
+    assert doc["states"]["s3k"]["digest"] == S.file_digest(
+        S.checkpoints.default_checkpoint("S3K-Shoes-v0"))
+    assert {tuple(v["shape"]) for v in doc["states"].values()} == {(4, 3)}
+    (data_dir,) = (tmp_path / "c").glob(f"e3_t6_*_{S.SHOE_ENV_ID}")
+    assert np.load(data_dir / "true.npz")["states"].shape == (3, 7, 4, 3)
+    rows = common_rows(tmp_path / "o" / "push_mpc_tiny_shoepush-test.csv")
+    assert len(rows) == 4 and all(12 <= int(r["instance_id"]) <= 15 for r in rows)
+    with pytest.raises(ValueError, match="--instances: only for --env S3K-ShoePush-v0"):
+        main([*TINY, "--instances", "test"])
+
+
+def test_subset_triangulation_equals_the_predictor_on_the_subset() -> None:
+    """Triangulating the per-view estimates of a view subset gives what the descriptor
+    predictor (which accepts any number of views) returns when given only those views."""
+    from benchmarks.push_mpc.variants import choose_views
+
+    predictor = S.DescriptorPredictor.load(S.shipped_descriptor_checkpoint(), num_keypoints=5)
+    src = S.point_source("descriptor", predictor)
+    env = gym.make(S.ENV_ID)
+    try:
+        obs, _ = env.reset(seed=3)
+    finally:
+        env.close()
+    for which in ("top", "low"):
+        idx = choose_views(obs["extrinsics"], which)
+        direct = predictor.predict(obs["images"][idx], obs["intrinsics"][idx],
+                                   obs["extrinsics"][idx]).points_3d
+        direct = np.clip(direct, src.encoder.low, src.encoder.high)
+        got = src.object_part(obs["images"][None], obs["intrinsics"][None],
+                              obs["extrinsics"][None], idx)[0]
+        np.testing.assert_allclose(got, direct, atol=1e-5)
+        full = src.object_part(obs["images"][None], obs["intrinsics"][None],
+                               obs["extrinsics"][None])[0]
+        assert np.abs(got - full).max() > 1e-6  # the subset really changes the estimate

@@ -22,6 +22,7 @@ from agents.dynamics import DynamicsConfig, KeypointDynamics, TrainConfig, train
 from agents.mpc import MPPIConfig, MPPIPlanner
 from benchmarks import common
 from benchmarks.push_mpc import sources as S
+from benchmarks.push_mpc import variants as V
 from benchmarks.push_mpc.report import plot, summarize
 from s3k_envs import checkpoints
 from s3k_envs.atomic import atomic_open
@@ -61,13 +62,20 @@ class LatentGoalPlanner(MPPIPlanner):
 
 
 # ---------------------------------------------------------------------------- small helpers
-def parse_methods(text: str) -> list[str]:
-    """``"true,s3k"`` -> ``["true", "s3k"]``; unknown names are an error naming the valid."""
+def parse_methods(text: str | None, cameras: str = "all") -> list[str]:
+    """``"true,s3k"`` -> ``["true", "s3k"]``; unknown names are an error naming the valid.
+    None: every method the variant allows (``--cameras top|low`` leaves out the beta-VAE,
+    which embeds all 4 views; naming it then is an error)."""
+    if text is None:
+        return [m for m in S.METHODS if not (m == "vae" and cameras != "all")]
     methods = [m.strip() for m in text.split(",") if m.strip()]
     bad = [m for m in methods if m not in S.METHODS]
     if not methods or bad:
         raise ValueError(f"--methods: expected a comma-separated subset of {list(S.METHODS)}, "
                          f"got {text!r}")
+    if cameras != "all" and "vae" in methods:
+        raise ValueError(f"--methods vae with --cameras {cameras}: the beta-VAE embeds a fixed "
+                         f"4 views and cannot read {V.SUBSET_VIEWS}; leave it out")
     return list(dict.fromkeys(methods))
 
 
@@ -123,17 +131,25 @@ def append_row(path: Path, row: dict[str, Any]) -> None:
 
 
 # ---------------------------------------------------------------------------- sources
+def data_env_kwargs(env_id: str) -> dict[str, Any]:
+    """Options of the data-collection env: ShoePush collects on the training shoes."""
+    return {} if env_id == S.ENV_ID else {"instances": "train"}
+
+
 def resolve_descriptor(arg: str | None, keypoints: int, cache: Path,
-                       log: Callable[[str], None]) -> Path:
-    """The descriptor checkpoint: ``arg``, else the shipped one, else one trained under
-    ``cache/descriptors`` (:func:`~benchmarks.push_mpc.sources.train_descriptor_checkpoint`)."""
+                       log: Callable[[str], None], env_id: str = S.ENV_ID) -> Path:
+    """The descriptor checkpoint: ``arg``, else the shipped one (BoxPush only), else one
+    trained under ``cache/descriptors`` (other envs: ``cache/descriptors_<env>``;
+    :func:`~benchmarks.push_mpc.sources.train_descriptor_checkpoint`)."""
     if arg:
         return Path(arg)
-    shipped = S.shipped_descriptor_checkpoint()
+    shipped = S.shipped_descriptor_checkpoint(env_id)
     if shipped is not None:
         return shipped
-    log("no shipped descriptor checkpoint: training one (about 10 min)")
-    return S.train_descriptor_checkpoint(cache / "descriptors", keypoints, log)
+    sub = "descriptors" if env_id == S.ENV_ID else f"descriptors_{V.env_slug(env_id)}"
+    log(f"no shipped descriptor checkpoint for {env_id}: training one under {cache / sub} "
+        "(BoxPush about 10 min, ShoePush about 25 min)")
+    return S.train_descriptor_checkpoint(cache / sub, keypoints, log, env_id)
 
 
 def build_point_sources(methods: Sequence[str], args: argparse.Namespace, cache: Path,
@@ -146,17 +162,18 @@ def build_point_sources(methods: Sequence[str], args: argparse.Namespace, cache:
         out["true"], digests["true"] = S.true_source(), "true"
     if "s3k" in methods:
         path = Path(args.s3k_checkpoint) if args.s3k_checkpoint else \
-            checkpoints.default_checkpoint(S.ENV_ID)
+            checkpoints.default_checkpoint(args.env)
         predictor = KeypointPredictor.load(path)
         if len(predictor.keypoint_names) != 3:
             raise ValueError(f"--s3k-checkpoint {path}: {len(predictor.keypoint_names)} "
-                             "keypoints, expected the Box model's 3 corners")
-        out["s3k"], digests["s3k"] = S.point_source("s3k", predictor), S.file_digest(path)
+                             f"keypoints, expected the 3 keypoints of {args.env}")
+        out["s3k"] = S.point_source("s3k", predictor, args.env)
+        digests["s3k"] = S.file_digest(path)
     if "descriptor" in methods:
         path = resolve_descriptor(args.descriptor_checkpoint, args.descriptor_keypoints,
-                                  cache, log)
+                                  cache, log, args.env)
         predictor = DescriptorPredictor.load(path, num_keypoints=args.descriptor_keypoints)
-        out["descriptor"] = S.point_source("descriptor", predictor)
+        out["descriptor"] = S.point_source("descriptor", predictor, args.env)
         digests["descriptor"] = S.file_digest(path)
     return out, digests
 
@@ -193,7 +210,8 @@ def dataset(args: argparse.Namespace, methods: Sequence[str], data_dir: Path,
             f"{sorted([*missing, *(['vae frames'] if need_vae_frames else [])])}")
         t0 = time.perf_counter()
         got = S.collect(args.episodes, args.steps, args.data_seed, args.noise, args.random_prob,
-                        todo, args.vae_size if need_vae_frames else None, log=log)
+                        todo, args.vae_size if need_vae_frames else None, log=log,
+                        env_id=args.env, env_kwargs=data_env_kwargs(args.env))
         info["collect_seconds"] = time.perf_counter() - t0
         for m, path in missing.items():
             arrays = {"states": got[m]}
@@ -215,7 +233,7 @@ def dataset(args: argparse.Namespace, methods: Sequence[str], data_dir: Path,
 
         log(f"beta-VAE: {vae_path.name}")
         vae, info["vae"] = S.cached_vae(vae_path, frames, args.vae_steps, args.data_seed,
-                                        args.vae_latent, log=log)
+                                        args.vae_latent, log=log, env_id=args.env)
         vae_states_path = data_dir / f"vae_{S.file_digest(vae_path)}.npz"
         if not vae_states_path.is_file():
             f = np.load(frames_path, mmap_mode="r")
@@ -296,8 +314,10 @@ def evaluate(method: str, seed: int, n: int, rows_path: Path, args: argparse.Nam
     if len(done) == n:
         return sorted(rows, key=lambda r: r["episode"])
     images = src is not None and src.images
-    env = gym.make(S.ENV_ID, images=images, goal_images=images, goal_mode="pushes",
-                   terminate_on_success=False, max_episode_steps=args.eval_steps)
+    extra = {"instances": args.instances} if args.instances else {}
+    env = V.make_env(args.env, occluder=bool(args.occluder and images), images=images,
+                     goal_images=images, goal_mode="pushes", terminate_on_success=False,
+                     max_episode_steps=args.eval_steps, **extra)
     expert = BoxPushExpert(env)
     for i in range(n):
         if i in done:
@@ -341,6 +361,7 @@ def evaluate(method: str, seed: int, n: int, rows_path: Path, args: argparse.Nam
             "plan_ms_max": 1000 * float(np.max(plan_s)) if plan_s else math.nan,
             "perceive_ms_median": 1000 * float(np.median(perceive_s)) if perceive_s
             else math.nan,
+            **({"instance_id": int(info["instance_id"])} if "instance_id" in info else {}),
         }
         append_row(rows_path, row)
         rows.append(row)
@@ -365,6 +386,8 @@ class UnitContext:
     dyn_key: str
     eval_key: str
     eval_only_key: str
+    #: eval key of the sources that read images (the variant's perception options added).
+    eval_key_images: str = ""
 
 
 def run_unit(ctx: UnitContext, method: str, seed: int, log: Callable[[str], None] = print
@@ -387,9 +410,9 @@ def run_unit(ctx: UnitContext, method: str, seed: int, log: Callable[[str], None
     model, stats = dynamics(method, src, seed, ctx.data, args,
                             ctx.data_dir / "dynamics" / f"{name}_{ctx.dyn_key}.pt", log)
     planner = make_planner(src, model, seed, args)
+    key = ctx.eval_key_images if src.images and ctx.eval_key_images else ctx.eval_key
     rows = evaluate(method, seed, args.eval_episodes,
-                    ctx.data_dir / "episodes" / f"{name}_{ctx.eval_key}.jsonl", args, src,
-                    planner, log)
+                    ctx.data_dir / "episodes" / f"{name}_{key}.jsonl", args, src, planner, log)
     return {"method": method, "seed": seed, "training": stats, "rows": rows}
 
 
@@ -400,8 +423,18 @@ def build_parser(doc: str) -> argparse.ArgumentParser:
     size = p.add_mutually_exclusive_group()
     size.add_argument("--quick", action="store_true", help="small sizes (~20-25 min here)")
     size.add_argument("--full", action="store_true", help="full sizes (the default)")
-    p.add_argument("--methods", default=",".join(S.METHODS),
-                   help=f"comma-separated subset of {','.join(S.METHODS)} (default: all)")
+    p.add_argument("--methods", default=None,
+                   help=f"comma-separated subset of {','.join(S.METHODS)} (default: all the "
+                   "variant allows)")
+    p.add_argument("--env", default=S.ENV_ID, choices=(S.ENV_ID, S.SHOE_ENV_ID),
+                   help="variant: the push env (ShoePush: data on the training shoes)")
+    p.add_argument("--instances", default=None, choices=("train", "test"),
+                   help="variant, ShoePush only: the shoes of the goal episodes (test: 12-15)")
+    p.add_argument("--cameras", default="all", choices=V.CAMERA_SUBSETS,
+                   help="variant: image methods see all 4 views, the 2 most top-down or the 2 "
+                   "lowest (per observation; the beta-VAE is left out)")
+    p.add_argument("--occluder", action="store_true",
+                   help="variant: a card in front of cameras 0 and 1 in the goal episodes")
     p.add_argument("--seeds", default=None, help="dynamics / planner seeds (quick 0,1, full 0,1,2)")
     p.add_argument("--episodes", type=int, default=None, help="data episodes (150 / 600)")
     p.add_argument("--steps", type=int, default=30, help="steps per data episode")
@@ -454,7 +487,10 @@ def main(argv: list[str] | None = None, doc: str = "push MPC benchmark") -> dict
     for k, v in sizes.items():
         if getattr(args, k, None) is None:
             setattr(args, k, v)
-    methods = parse_methods(args.methods)
+    methods = parse_methods(args.methods, args.cameras)
+    if args.instances and args.env == S.ENV_ID:
+        raise ValueError(f"--instances: only for --env {S.SHOE_ENV_ID} (BoxPush has one box), "
+                         f"got --env {args.env}")
     seeds = parse_seeds(args.seeds)
     for name in ("episodes", "steps", "train_steps", "eval_episodes", "eval_steps", "vae_steps",
                  "threads", "descriptor_keypoints"):
@@ -463,6 +499,8 @@ def main(argv: list[str] | None = None, doc: str = "push MPC benchmark") -> dict
                              f"{getattr(args, name)}")
     resolve_device(args.device)  # a bad or absent device fails here, not in a worker
     tag = args.tag or ("quick" if args.quick else "full")
+    variant = V.variant_parts(args.env, args.instances, args.cameras, args.occluder, S.ENV_ID)
+    stem = "push_mpc_" + "_".join([tag, *variant])
     torch.set_num_threads(args.threads)
     log: Callable[[str], None] = lambda s: print(s, flush=True)  # noqa: E731
     cache = Path(args.cache).resolve()  # Ray workers may run elsewhere than the cwd
@@ -470,16 +508,25 @@ def main(argv: list[str] | None = None, doc: str = "push MPC benchmark") -> dict
 
     srcs, digests = build_point_sources(methods, args, cache, log)
     data_key = (f"e{args.episodes}_t{args.steps}_n{args.noise}_r{args.random_prob}"
-                f"_s{args.data_seed}")
+                f"_s{args.data_seed}" + ("" if args.env == S.ENV_ID else f"_{args.env}"))
     data, data_info = dataset(args, methods, cache / data_key, srcs, digests, log)
     dyn_key = key_of({"train_steps": args.train_steps, "train_seconds": args.train_seconds,
                       "planar": args.planar, "v": 1})
-    eval_key = key_of({"dyn": dyn_key, "samples": args.samples, "horizon": args.horizon,
-                       "iterations": args.iterations, "reach": args.reach_cost,
-                       "eval_steps": args.eval_steps, "v": 1})
-    eval_only_key = key_of({"eval_steps": args.eval_steps, "v": 1})
+    # The base benchmark's keys are unchanged; a variant adds its scene options (every
+    # method and the baselines) and its perception options (image methods only).
+    scene = {"env": args.env, "instances": args.instances} if args.env != S.ENV_ID else {}
+    seen = {k: v for k, v in (("cameras", args.cameras), ("occluder", args.occluder))
+            if v not in ("all", False)}
+    plan = {"dyn": dyn_key, "samples": args.samples, "horizon": args.horizon,
+            "iterations": args.iterations, "reach": args.reach_cost,
+            "eval_steps": args.eval_steps, "v": 1, **scene}
+    eval_key = key_of(plan)
+    eval_only_key = key_of({"eval_steps": args.eval_steps, "v": 1, **scene})
     ctx = UnitContext(args, srcs, digests, data, cache, cache / data_key, dyn_key, eval_key,
-                      eval_only_key)
+                      eval_only_key, key_of({**plan, **seen}) if seen else "")
+    for src in srcs.values():
+        if src.images and src.encoder is not None:
+            src.views = args.cameras
     units = [*[(m, seed) for m in methods for seed in seeds], *[(b, 0) for b in BASELINES]]
     if args.ray:
         from benchmarks.push_mpc.ray_tasks import run_on_ray
@@ -500,19 +547,22 @@ def main(argv: list[str] | None = None, doc: str = "push MPC benchmark") -> dict
             f"{o['angle_deg_median']['mean']:.1f} deg, plan {o['plan_ms_median']['mean']:.0f} ms")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    common.write_csv(out / f"push_mpc_{tag}.csv", rows, list(rows[0].keys()))
+    common.write_csv(out / f"{stem}.csv", rows, list(rows[0].keys()))
     doc_out = {
         "machine": common.machine_info(),
         "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
         "methods": methods, "seeds": seeds,
+        "variant": {"name": variant, "env": args.env, "instances": args.instances,
+                    "cameras": args.cameras, "occluder": args.occluder},
         "states": {m: {"shape": list(srcs[m].state_shape), "digest": digests[m]}
                    for m in methods},
         "data": data_info, "training": training, "summary": summary,
         "wall_seconds": time.perf_counter() - t_start,
         "cpu_seconds": time.process_time() - cpu_start,  # this process, all its threads
     }
-    common.write_json(out / f"push_mpc_{tag}.json", doc_out)
-    plot(summary, names, out / f"push_mpc_{tag}.png",
-         f"{S.ENV_ID}, {args.eval_episodes} pushed goals x {len(seeds)} seed(s): MPPI on "
-         "learned dynamics of each state source")
+    common.write_json(out / f"{stem}.json", doc_out)
+    plot(summary, names, out / f"{stem}.png",
+         f"{args.env}{' (' + ', '.join(variant) + ')' if variant else ''}, "
+         f"{args.eval_episodes} pushed goals x {len(seeds)} seed(s): MPPI on learned dynamics "
+         "of each state source")
     return doc_out

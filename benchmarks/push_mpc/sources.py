@@ -43,6 +43,7 @@ from agents.beta_vae.training import VAETrainConfig
 from s3k_envs import checkpoints
 from s3k_envs.descriptors.keypoints import DescriptorPredictor
 from s3k_envs.experts import BoxPushExpert
+from s3k_envs.geometry import pixel_rays, triangulate
 from s3k_envs.keypoints.predictor import KeypointPredictor
 from s3k_envs.wrappers.keypoints import keypoint_bounds_for
 
@@ -65,31 +66,42 @@ def file_digest(path: str | os.PathLike[str]) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:10]
 
 
-def shipped_descriptor_checkpoint() -> Path | None:
-    """The shipped BoxPush descriptor checkpoint (K = 5), or None when it is not installed."""
+def shipped_descriptor_checkpoint(env_id: str = ENV_ID) -> Path | None:
+    """The shipped BoxPush descriptor checkpoint (K = 5), or None when it is not installed
+    or ``env_id`` is another env (no other descriptor checkpoint is shipped)."""
+    if env_id != ENV_ID:
+        return None
     for directory in checkpoints.CHECKPOINT_DIRS:
         if (directory / DESCRIPTOR_CHECKPOINT).is_file():
             return directory / DESCRIPTOR_CHECKPOINT
     return None
 
 
-def descriptor_commands(cache: Path, keypoints: int) -> list[list[str]]:
+#: The shoe env of the ``--env`` variant (docs/keypoints-into-the-future.md's shoe recipe).
+SHOE_ENV_ID = "S3K-ShoePush-v0"
+
+
+def descriptor_commands(cache: Path, keypoints: int, env_id: str = ENV_ID) -> list[list[str]]:
     """The ``s3k descriptors`` argument lists of :func:`train_descriptor_checkpoint`: the
-    documented BoxPush commands (300 training scenes, 8 selection scenes, 300 CPU-s on 1
-    thread, K references), with their files in ``cache``."""
+    documented commands, with their files in ``cache``. BoxPush: 300 training scenes, 8
+    selection scenes, 300 CPU-s on 1 thread, K references. ShoePush: the same scenes of the
+    training shoes (``instances=train``) and 900 CPU-s (the shoe recipe)."""
+    env = [] if env_id == ENV_ID else ["--env", env_id, "--env-option", "instances=train"]
+    cpu = "300" if env_id == ENV_ID else "900"
     return [
-        ["generate", "--scenes", "300", "--seed", "0", "--out", str(cache / "train.npz")],
-        ["generate", "--scenes", "8", "--seed", "200000", "--out", str(cache / "select.npz")],
+        ["generate", *env, "--scenes", "300", "--seed", "0", "--out", str(cache / "train.npz")],
+        ["generate", *env, "--scenes", "8", "--seed", "200000", "--out",
+         str(cache / "select.npz")],
         ["train", "--scenes", str(cache / "train.npz"), "--out", str(cache / "model.pt"),
-         "--cpu-seconds", "300", "--threads", "1"],
+         "--cpu-seconds", cpu, "--threads", "1"],
         ["select", str(cache / "model.pt"), "--scenes", str(cache / "select.npz"),
          "--keypoints", str(keypoints), "--threads", "1"],
     ]
 
 
-def train_descriptor_checkpoint(cache: Path, keypoints: int, log: Callable[[str], None] = print
-                                ) -> Path:
-    """Train a BoxPush descriptor checkpoint with :func:`descriptor_commands`, cached and
+def train_descriptor_checkpoint(cache: Path, keypoints: int, log: Callable[[str], None] = print,
+                                env_id: str = ENV_ID) -> Path:
+    """Train a descriptor checkpoint for ``env_id`` with :func:`descriptor_commands`, cached and
     resumable under ``cache`` (scenes already generated are kept, training resumes from its
     checkpoint); used when no checkpoint is shipped or given.
 
@@ -103,7 +115,7 @@ def train_descriptor_checkpoint(cache: Path, keypoints: int, log: Callable[[str]
     done = cache / f"selected_k{keypoints}"
     if model.is_file() and done.is_file():
         return model
-    for argv in descriptor_commands(cache, keypoints):
+    for argv in descriptor_commands(cache, keypoints, env_id):
         if argv[0] == "generate" and Path(argv[-1]).is_file():
             continue
         log(f"s3k descriptors {' '.join(argv)}")
@@ -128,11 +140,28 @@ class PointEncoder:
         self.num_keypoints = len(predictor.keypoint_names)
         self.low, self.high = (np.asarray(b, np.float32) for b in bounds)
 
-    def __call__(self, images: np.ndarray, intrinsics: np.ndarray, extrinsics: np.ndarray
-                 ) -> np.ndarray:
+    def __call__(self, images: np.ndarray, intrinsics: np.ndarray, extrinsics: np.ndarray,
+                 views: np.ndarray | None = None) -> np.ndarray:
         """``images (B, C, H, W, 3)`` uint8, ``intrinsics (B, C, 3, 3)``, ``extrinsics
-        (B, C, 4, 4)`` -> ``(B, K, 3)`` float32 m."""
-        points = np.asarray(self.predictor.predict(images, intrinsics, extrinsics).points_3d)
+        (B, C, 4, 4)`` -> ``(B, K, 3)`` float32 m.
+
+        ``views``: triangulate from these views only (indices into C). Both predictors
+        localise every keypoint in each view on its own (one network, shared by the views,
+        then a per-view heatmap and its Appendix-B confidence), so the subset's 2D estimates
+        and confidences are those the predictor returns for all views; the 3D point is their
+        confidence-weighted triangulation, as inside the predictor. (The S3K predictor
+        refuses another number of views than it was trained with, hence this route.)"""
+        pred = self.predictor.predict(images, intrinsics, extrinsics)
+        if views is None:
+            points = np.asarray(pred.points_3d)
+        else:
+            idx = np.asarray(views)
+            uv = np.asarray(pred.keypoints_2d, np.float64)[:, idx]  # (B, C', K, 2)
+            conf = np.asarray(pred.confidence, np.float64)[:, idx]  # (B, C', K)
+            origins, dirs = pixel_rays(uv, np.asarray(intrinsics, np.float64)[:, idx],
+                                       np.asarray(extrinsics, np.float64)[:, idx])
+            points = triangulate(np.swapaxes(origins, -3, -2), np.swapaxes(dirs, -3, -2),
+                                 np.swapaxes(conf, -2, -1))
         return np.clip(np.nan_to_num(points, nan=0.0), self.low, self.high).astype(np.float32)
 
 
@@ -143,6 +172,8 @@ class Source:
         name: the method. images: whether the env must render images.
         state_shape: shape of one state. points: point state ``(K + 1, 3)`` (else flat).
         num_object: K, object keypoints (point states) or D, latent dims (flat states).
+        views: which calibrated views :meth:`state` and :meth:`goal` read (``"all"``,
+            ``"top"``, ``"low"``: :func:`~benchmarks.push_mpc.variants.choose_views`).
     """
 
     def __init__(self, name: str, state_shape: tuple[int, ...], num_object: int,
@@ -154,14 +185,24 @@ class Source:
         self.images = name in IMAGE_METHODS
         self.encoder = encoder
         self.vae = vae
+        self.views = "all"
+
+    def _views(self, extrinsics: np.ndarray) -> np.ndarray | None:
+        """``(C, 4, 4)`` extrinsics of one observation -> the indices of :attr:`views`
+        (None: all)."""
+        from benchmarks.push_mpc.variants import choose_views
+
+        return None if self.views == "all" else choose_views(extrinsics, self.views)
 
     @torch.no_grad()
-    def object_part(self, images: np.ndarray, intrinsics: np.ndarray, extrinsics: np.ndarray
-                    ) -> np.ndarray:
-        """Batched images ``(B, C, H, W, 3)`` -> ``(B, K, 3)`` keypoints or ``(B, D)``
-        latent means."""
+    def object_part(self, images: np.ndarray, intrinsics: np.ndarray, extrinsics: np.ndarray,
+                    views: np.ndarray | None = None) -> np.ndarray:
+        """Batched images ``(B, C, H, W, 3)`` -> ``(B, K, 3)`` keypoints (triangulated from
+        ``views``, default all) or ``(B, D)`` latent means (all views)."""
         if self.encoder is not None:
-            return self.encoder(images, intrinsics, extrinsics)
+            return self.encoder(images, intrinsics, extrinsics, views)
+        if views is not None:
+            raise ValueError(f"source {self.name!r} reads all views, got a subset {views}")
         if self.vae is not None:
             mu, _ = self.vae.encode(np.asarray(images))
             return mu.numpy().astype(np.float32)
@@ -174,7 +215,7 @@ class Source:
             obj = np.asarray(info["keypoints"], np.float32)
         else:
             obj = self.object_part(obs["images"][None], obs["intrinsics"][None],
-                                   obs["extrinsics"][None])[0]
+                                   obs["extrinsics"][None], self._views(obs["extrinsics"]))[0]
         return join_state(obj, pusher, self.points)
 
     def goal(self, obs: Mapping[str, np.ndarray]) -> np.ndarray:
@@ -183,7 +224,7 @@ class Source:
             goal = np.asarray(obs["goal_keypoints"], np.float32)
         else:
             goal = self.object_part(obs["goal_images"][None], obs["intrinsics"][None],
-                                    obs["extrinsics"][None])[0]
+                                    obs["extrinsics"][None], self._views(obs["extrinsics"]))[0]
         expected = (self.num_object, 3) if self.points else (self.num_object,)
         if goal.shape != expected:
             raise ValueError(f"{self.name}: goal of shape {goal.shape}, expected {expected}")
@@ -197,9 +238,10 @@ def join_state(obj: np.ndarray, pusher: np.ndarray, points: bool) -> np.ndarray:
     return np.concatenate([obj, pusher]).astype(np.float32)
 
 
-def point_source(name: str, predictor: KeypointPredictor | DescriptorPredictor) -> Source:
-    """An S3K or descriptor :class:`Source` with the BoxPush env's keypoint bounds."""
-    env = gym.make(ENV_ID, images=False)
+def point_source(name: str, predictor: KeypointPredictor | DescriptorPredictor,
+                 env_id: str = ENV_ID) -> Source:
+    """An S3K or descriptor :class:`Source` with the env's keypoint bounds."""
+    env = gym.make(env_id, images=False)
     try:
         bounds = keypoint_bounds_for(env)
     finally:
@@ -222,7 +264,8 @@ def vae_source(vae: BetaVAE) -> Source:
 # ---------------------------------------------------------------------------- data
 def collect(n_episodes: int, steps: int, seed: int, noise: float, random_prob: float,
             sources: Mapping[str, Source], vae_frames: int | None = None,
-            log: Callable[[str], None] = print) -> dict[str, np.ndarray]:
+            log: Callable[[str], None] = print, env_id: str = ENV_ID,
+            env_kwargs: Mapping[str, Any] | None = None) -> dict[str, np.ndarray]:
     """Record episodes of the data-collection policy and every requested method's states.
 
     The policy, per step: with probability ``random_prob`` a uniform random planar action held
@@ -234,13 +277,15 @@ def collect(n_episodes: int, steps: int, seed: int, noise: float, random_prob: f
     Args:
         sources: image point sources (``s3k``, ``descriptor``) whose states to compute.
         vae_frames: if given, also keep the views resized to this many pixels for the VAE.
+        env_id, env_kwargs: the env (default BoxPush) and its options (e.g. ``instances``).
 
     Returns:
         ``{"actions": (E, T, 2), "true": (E, T + 1, 4, 3) m, <source>: (E, T + 1, K + 1,
         3) m, ["frames": (E, T + 1, C, S, S, 3) uint8]}``.
     """
     render = bool(sources) or vae_frames is not None
-    env = gym.make(ENV_ID, images=render, max_episode_steps=steps, terminate_on_success=False)
+    env = gym.make(env_id, images=render, max_episode_steps=steps, terminate_on_success=False,
+                   **dict(env_kwargs or {}))
     expert = BoxPushExpert(env)
     rng = np.random.default_rng(seed)
     true_src = true_source()
@@ -290,9 +335,9 @@ def collect(n_episodes: int, steps: int, seed: int, noise: float, random_prob: f
 
 
 # ---------------------------------------------------------------------------- beta-VAE
-def env_image_size() -> tuple[int, int]:
-    """``(H, W)`` of the BoxPush env's rendered views, px."""
-    env = gym.make(ENV_ID, images=False)
+def env_image_size(env_id: str = ENV_ID) -> tuple[int, int]:
+    """``(H, W)`` of the env's rendered views, px."""
+    env = gym.make(env_id, images=False)
     try:
         return int(env.unwrapped.height), int(env.unwrapped.width)
     finally:
@@ -300,7 +345,7 @@ def env_image_size() -> tuple[int, int]:
 
 
 def train_push_vae(frames: np.ndarray, steps: int, seed: int, latent_dim: int = 10,
-                   batch: int = 32, log: Callable[[str], None] = print
+                   batch: int = 32, log: Callable[[str], None] = print, env_id: str = ENV_ID
                    ) -> tuple[BetaVAE, dict[str, Any]]:
     """Train the suite's beta-VAE (:class:`~agents.beta_vae.model.BetaVAE`, the cable
     benchmark's baseline) on BoxPush frames, with the schedule of ``python -m agents.beta_vae
@@ -322,7 +367,7 @@ def train_push_vae(frames: np.ndarray, steps: int, seed: int, latent_dim: int = 
     cfg = VAETrainConfig(steps=steps, batch=batch, seed=seed, image_size=s,
                          latent_dim=latent_dim)
     torch.manual_seed(seed)
-    vae = BetaVAE(cfg.model_config(c, list(env_image_size()), ENV_ID))
+    vae = BetaVAE(cfg.model_config(c, list(env_image_size(env_id)), env_id))
     opt = torch.optim.Adam(vae.parameters(), lr=cfg.lr)
     gen = torch.Generator().manual_seed(seed)
     data = torch.from_numpy(frames)
@@ -358,7 +403,7 @@ def train_push_vae(frames: np.ndarray, steps: int, seed: int, latent_dim: int = 
 
 
 def cached_vae(path: Path, frames: Callable[[], np.ndarray], steps: int, seed: int,
-               latent_dim: int, log: Callable[[str], None] = print
+               latent_dim: int, log: Callable[[str], None] = print, env_id: str = ENV_ID
                ) -> tuple[BetaVAE, dict[str, Any]]:
     """The beta-VAE at ``path``, trained (:func:`train_push_vae`) and saved there first when
     it does not exist yet; ``frames`` is called only then."""
@@ -367,7 +412,7 @@ def cached_vae(path: Path, frames: Callable[[], np.ndarray], steps: int, seed: i
     stats_path = path.with_suffix(".json")
     if path.is_file() and stats_path.is_file():
         return load_vae(path), json.loads(stats_path.read_text(encoding="utf-8"))
-    vae, stats = train_push_vae(frames(), steps, seed, latent_dim, log=log)
+    vae, stats = train_push_vae(frames(), steps, seed, latent_dim, log=log, env_id=env_id)
     save_vae(path, vae)
     from s3k_envs.atomic import atomic_write_text
     atomic_write_text(stats_path, json.dumps(stats, indent=1) + "\n")
