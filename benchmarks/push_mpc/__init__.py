@@ -63,6 +63,16 @@ models 1.3-1.6 min each, 20 goals per method 2-4 min, baselines) 25 min; seed 1 
 ``--full`` (the default): 600 episodes, 20,000 steps, a 6,000-step VAE, 100 goals, seeds
 0,1,2 (not run yet). Results: ``benchmarks/results/push_mpc_<tag>.{csv,json,png}``.
 
+**Variants** (:mod:`benchmarks.push_mpc.variants`; they change only the evaluation scene or
+what perception sees, result stems ``push_mpc_<tag>_<variant>``): ``--cameras top|low`` (the
+image methods triangulate from the 2 most / least top-down views; data and dynamics are the
+base run's; no beta-VAE: it embeds 4 views), ``--occluder`` (cards without collision in front
+of 2 cameras, in the current and goal views), ``--env S3K-ShoePush-v0 --instances test``
+(data on the training shoes, goals on the held-out shoes; S3K arm: the shipped Shoes model;
+descriptor arm: ``--descriptor-checkpoint`` or a shoe checkpoint trained under the cache).
+Only the image methods are evaluated again for ``--cameras`` / ``--occluder``: the true arm
+and the baselines do not read images, and their cached rows are reused.
+
 ``--device`` (default ``cpu``; ``auto`` = cuda, then mps, then cpu): where the dynamics
 train and the planner samples and rolls out (perception stays on the CPU; a cached model is
 reused whichever device trained it, its stats say where). ``--ray [ADDRESS]``
