@@ -4,8 +4,8 @@ episodes is one Ray task (1 CPU, :data:`~s3k_envs.keypoints.ray_backend.MAX_RETR
 retries of a task whose worker died).
 
 The driver collects the data and trains the VAE as locally, puts the shared
-:class:`~benchmarks.push_mpc.run.UnitContext` (options, sources, data, cache layout) into
-the object store once, and each task runs :func:`~benchmarks.push_mpc.run.run_unit`, which
+:class:`~benchmarks.push_mpc.units.UnitContext` (options, sources, data, cache layout) into
+the object store once, and each task runs :func:`~benchmarks.push_mpc.units.run_unit`, which
 reads and writes the same cache files as the local runner (the dynamics checkpoint, one
 fsynced JSON line per episode). So the cache must be on a file system that every node sees;
 a retried task (or a rerun of an interrupted cluster run) resumes from those files and
@@ -18,7 +18,7 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-from benchmarks.push_mpc.run import UnitContext, run_unit
+from benchmarks.push_mpc.units import UnitContext, run_unit
 
 
 def _unit_task(ctx: UnitContext, method: str, seed: int, fault_dir: str | None
