@@ -40,6 +40,11 @@ with the min--max over seeds) and ``.md`` (the table).
 Profiles: ``--smoke`` (60 steps, 1 seed, 2 demonstrations, 2 evaluation episodes: for the
 test), ``--quick`` (1 seed x 3,000 steps), ``--full`` (3 seeds x 10,000 steps).
 
+Cost (measured, one thread under ``nice``, the 2-core machine shared with another
+benchmark): ``--quick`` took 28 min for the seven variants, agent steps/s 9.8 (``base``),
+35 (``utd1``), 5.9 (``critics10``), 15--22 (the others), + ~10 s of demonstrations and
+~20 s of evaluation per run; ``--full`` is ~10x that (~5 h).
+
 Usage::
 
     MUJOCO_GL=egl python -m benchmarks.cable_rlpd_ablation --quick [--variants base utd1]
@@ -247,7 +252,9 @@ def aggregate(variants: Sequence[str], seeds: Sequence[int], settings: Mapping[s
             speeds.append(float(doc["agent_steps_per_s"]))
             train_s.append(float(doc["train_s"]))
             per_seed_curves.append(rolling_success(eps, steps))
+            machine = doc.get("machine", {})
             runs.append({"variant": name, "seed": seed, "tag": doc["tag"],
+                         "command": machine.get("command"), "date_utc": machine.get("date_utc"),
                          "args": doc["args"], "config": doc["config"],
                          "summary": {"eval": doc["eval"], "train_success_last1k": train,
                                      "train_episodes_last1k": n,
@@ -304,18 +311,13 @@ def plot(rows: Sequence[Mapping[str, Any]], curves: Mapping[str, tuple[list[int]
     return path
 
 
-def _frac(value: Any) -> str:
-    return "–" if value is None or (isinstance(value, float) and math.isnan(value)) \
-        else f"{value:.2f}"
-
-
 def table(rows: Sequence[Mapping[str, Any]]) -> str:
     """Markdown table of the rows."""
     return common.markdown_table(rows, [
         ("variant", "variant", "s"), ("seeds_done", "seeds", "s"),
         ("eval_success_mean", "held-out success", ".2f"),
         ("eval_success_min", "min", ".2f"), ("eval_success_max", "max", ".2f"),
-        ("train_success_last1k_mean", "training success, last 1k steps", _frac),
+        ("train_success_last1k_mean", "training success, last 1k steps", ".2f"),
         ("agent_steps_per_s_mean", "agent steps/s", ".1f")])
 
 
