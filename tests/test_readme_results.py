@@ -252,6 +252,23 @@ def _cable_task(variant: str, expert_stem: str, env_id: str, runs: tuple[str, st
             "bc": doc("cable_state_bc")["summary"][env_id]}
 
 
+def _alpha_rise() -> dict[str, float]:
+    """SAC temperature of the 20,000-step learned-temperature cable_rlpd run at 10k and 16k
+    steps (last finished episode before), its maximum and max / initial (rounded to 100s)."""
+    import csv
+
+    path = RESULTS / "cable_rlpd_rel_e2_utd4_t0.01_nobackupent_tl_vel_s0_20000_episodes.csv"
+    with path.open(encoding="utf-8") as f:
+        episodes = [(int(r["env_steps"]), float(r["alpha"])) for r in csv.DictReader(f)]
+
+    def at(step: int) -> float:
+        return [a for s, a in episodes if s <= step][-1]
+
+    amax = max(a for _, a in episodes)
+    return {"a10": at(10_000), "a16": at(16_000), "amax": amax,
+            "ratio": round(amax / 0.01, -2)}
+
+
 #: README rows of the cable RLPD change table: (row id, result stem, setting label, seed)
 RLPD_RUNS = [
     ("plain s0", "rel_e2_utd4_t0.01_nobackupent_s0_10000", "plain", 0),
@@ -483,6 +500,18 @@ CLAIMS: list[Claim] = [
     *table("cable_rlpd changes", RLPD_ROW_TEMPLATE,
            [(rid, functools.partial(_rlpd_run, stem, label, seed))
             for rid, stem, label, seed in RLPD_RUNS]),
+    *table("cable_rlpd temperature",
+           "| {label} | 20,000 | {seed} | {s} / {n} | **{held} / {he}** | {left} | "
+           "{q0:.0f} vs {paid:.0f} |",
+           [("learned", functools.partial(
+               _rlpd_run, "rel_e2_utd4_t0.01_nobackupent_tl_vel_s0_20000",
+               "learned temperature", 0)),
+            ("fixed", functools.partial(
+                _rlpd_run, "rel_e2_utd4_t0.01_nobackupent_tl_vel_fixedt_s0_20000",
+                "fixed temperature 0.01", 0))]),
+    Claim("cable_rlpd temperature rise",
+          "(0.01 at the start, {a10:.2f} at 10,000 steps, {a16:.1f} at 16,000, at most "
+          "{amax:.1f}: x{ratio:.0f})", _alpha_rise),
     # ---- two cable tasks (cable_pendulum.json, expert_cable*.json, cable_rlpd_*short*)
     *table("two cable tasks",
            "| {task} | {depth:.2f} m | {period} | {peak:.0f} mm | {settle:.2f} s | "
