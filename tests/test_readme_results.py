@@ -512,6 +512,25 @@ CLAIMS: list[Claim] = [
     Claim("cable_rlpd temperature rise",
           "(0.01 at the start, {a10:.2f} at 10,000 steps, {a16:.1f} at 16,000, at most "
           "{amax:.1f}: x{ratio:.0f})", _alpha_rise),
+    *table("cable_rlpd ablation",
+           "| {label} | {r[eval_success_mean]:.2f} [{r[eval_success_min]:.2f}–"
+           "{r[eval_success_max]:.2f}] | {r[train_success_last1k_mean]:.2f} |",
+           [(v, functools.partial(lambda v, label: {
+               "label": label, "r": one("cable_rlpd_ablation_quick", variant=v)}, v, label))
+            for v, label in (
+                ("base", "base: 51 demos, UTD 4, 2 LayerNorm critics, socket-relative, plug "
+                         "motion + time left"),
+                ("no_demos", "no demonstrations"), ("utd1", "UTD 1"),
+                ("no_layer_norm", "no LayerNorm in the critics"),
+                ("critics10", "10 critics (REDQ ensemble), min over 2"),
+                ("world", "world-frame positions"),
+                ("no_velocity_time", "no plug motion, no time left"))]),
+    Claim("cable_rlpd ablation setup",
+          "true keypoints, {n} seeds x {steps:,} steps, {e} held-out episodes each",
+          lambda: {"n": len(one("cable_rlpd_ablation_quick", variant="base")["seeds_done"]
+                            .split()),
+                   "steps": one("cable_rlpd_ablation_quick", variant="base")["steps"],
+                   "e": one("cable_rlpd_ablation_quick", variant="base")["eval_episodes"]}),
     # ---- two cable tasks (cable_pendulum.json, expert_cable*.json, cable_rlpd_*short*)
     *table("two cable tasks",
            "| {task} | {depth:.2f} m | {period} | {peak:.0f} mm | {settle:.2f} s | "
