@@ -508,7 +508,32 @@ CLAIMS: list[Claim] = [
                "learned temperature", 0)),
             ("fixed", functools.partial(
                 _rlpd_run, "rel_e2_utd4_t0.01_nobackupent_tl_vel_fixedt_s0_20000",
-                "fixed temperature 0.01", 0))]),
+                "fixed temperature 0.01", 0)),
+            ("fixed s1", functools.partial(
+                _rlpd_run, "rel_e2_utd4_t0.01_nobackupent_tl_vel_fixedt_s1_20000",
+                "fixed temperature 0.01", 1))]),
+    Claim("cable_rlpd fixed s1",
+          "(seed 1: {pct:.0f} % of its training episodes succeed over the last 2,000 steps, "
+          "but the deterministic policy waits out the time limit in {tl} of {n} held-out "
+          "episodes)",
+          lambda: {"pct": 100 * _rlpd_run("rel_e2_utd4_t0.01_nobackupent_tl_vel_fixedt_s1_20000",
+                                          "", 1)["s"]
+                   / _rlpd_run("rel_e2_utd4_t0.01_nobackupent_tl_vel_fixedt_s1_20000", "", 1)["n"],
+                   "tl": doc("cable_rlpd_rel_e2_utd4_t0.01_nobackupent_tl_vel_fixedt_s1_20000")
+                   ["eval"]["ends"].get("time_limit", 0),
+                   "n": doc("cable_rlpd_rel_e2_utd4_t0.01_nobackupent_tl_vel_fixedt_s1_20000")
+                   ["eval"]["episodes"]}),
+    *table("cable_rl rlpd quick",
+           "| {label} | {r[eval_success_true_mean]:.2f} [{r[eval_success_true_min]:.2f}–"
+           "{r[eval_success_true_max]:.2f}] | {r[eval_success_keypoint_mean]:.2f} | "
+           "{r[final_train_success_true_mean]:.2f} | {r[train_steps_per_s]:.1f} |",
+           [(arm, functools.partial(lambda arm, label: {
+               "label": label, "r": one("cable_rl_rlpd_quick", arm=arm)}, arm, label))
+            for arm, label in (("kp", "S3K keypoints"), ("vae", "beta-VAE latent"),
+                               ("gt", "true keypoints"))]),
+    Claim("cable_rl rlpd quick setup",
+          "`--quick`, {r[seeds]} seeds x {r[steps]:,} steps, {r[eval_episodes]} held-out "
+          "episodes per seed", lambda: {"r": one("cable_rl_rlpd_quick", arm="kp")}),
     Claim("cable_rlpd temperature rise",
           "(0.01 at the start, {a10:.2f} at 10,000 steps, {a16:.1f} at 16,000, at most "
           "{amax:.1f}: x{ratio:.0f})", _alpha_rise),
