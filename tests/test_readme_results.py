@@ -269,6 +269,16 @@ def _alpha_rise() -> dict[str, float]:
             "ratio": round(amax / 0.01, -2)}
 
 
+def _push_variant(stem: str, label: str) -> dict[str, Any]:
+    """One row of the push_mpc variants table: success (%, mean over seeds) per method;
+    ``vae`` is ``–`` when the variant leaves it out."""
+    summary = doc(stem)["summary"]
+    pct = {m: 100 * summary[m]["over_seeds"]["success_rate"]["mean"]
+           for m in ("true", "s3k", "descriptor", "vae") if m in summary}
+    return {"label": label, "v": pct,
+            "vae": f"{pct['vae']:.0f} %" if "vae" in pct else "–"}
+
+
 #: README rows of the cable RLPD change table: (row id, result stem, setting label, seed)
 RLPD_RUNS = [
     ("plain s0", "rel_e2_utd4_t0.01_nobackupent_s0_10000", "plain", 0),
@@ -597,6 +607,13 @@ CLAIMS: list[Claim] = [
                              ("s3k", "S3K keypoints (shipped Box model)"),
                              ("descriptor", "descriptor keypoints (no labels, K = 5)"),
                              ("vae", "beta-VAE latent (600 training steps)"))]),
+    *table("push_mpc variants",
+           "| {label} | {v[true]:.0f} % | {v[s3k]:.0f} % | {v[descriptor]:.0f} % | {vae} |",
+           [(stem, functools.partial(_push_variant, stem, label))
+            for stem, label in (("push_mpc_quick", "all 4 views"),
+                                ("push_mpc_quick_cameras-top", "2 top-down views"),
+                                ("push_mpc_quick_cameras-low", "2 low views (seed 0)"),
+                                ("push_mpc_quick_occluder", "card in front of 2 cameras"))]),
     # ---- cable expert (expert_cable.json)
     Claim("expert_cable",
           "Cable expert over {episodes} seeded episodes (`python -m benchmarks.expert_cable`, "
