@@ -521,7 +521,15 @@ CLAIMS: list[Claim] = [
                 "fixed temperature 0.01", 0)),
             ("fixed s1", functools.partial(
                 _rlpd_run, "rel_e2_utd4_t0.01_nobackupent_tl_vel_fixedt_s1_20000",
-                "fixed temperature 0.01", 1))]),
+                "fixed temperature 0.01", 1)),
+            ("fixed s2", functools.partial(
+                _rlpd_run, "rel_e2_utd4_t0.01_nobackupent_tl_vel_fixedt_s2_20000",
+                "fixed temperature 0.01", 2))]),
+    Claim("cable_rlpd fixed 3 seeds",
+          "Over the three fixed-temperature seeds: {held}/{n} held-out successes at 20,000 steps",
+          lambda: {k: sum(_rlpd_run(f"rel_e2_utd4_t0.01_nobackupent_tl_vel_fixedt_s{i}_20000",
+                                    "", i)[f] for i in range(3))
+                   for k, f in (("held", "held"), ("n", "he"))}),
     Claim("cable_rlpd fixed s1",
           "(seed 1: {pct:.0f} % of its training episodes succeed over the last 2,000 steps, "
           "but the deterministic policy waits out the time limit in {tl} of {n} held-out "
