@@ -79,9 +79,9 @@ from benchmarks.cable_rl.training import (
     evaluate_policy,
     final_train_success,
     run_directory,
+    write_checkpoint,
 )
 from benchmarks.cable_rlpd import state_vector
-from s3k_envs.atomic import atomic_directory
 
 #: Version of the RLPD observation layout (:func:`arm_features`), part of every run's stamp.
 FEATURE_VERSION = 1
@@ -366,16 +366,12 @@ def run_one_rlpd(ctx: RunContext, arm: str, seed: int) -> dict[str, Any]:
                 f"demonstration episodes, {sum(len(d['actions']) for d in demos)} transitions)")
 
         def checkpoint(a: RLPD, episode_rows: list[dict[str, Any]], steps: int) -> None:
-            ck = run_dir / f"ckpt_{steps:08d}"
-            with atomic_directory(ck) as tmp:
+            def save(tmp: Path) -> None:
                 a.save(tmp / "agent.pt")
                 a.save_replay_buffer(tmp / "buffer.npz")
-                common.write_csv(tmp / "episodes.csv", episode_rows, EPISODE_COLUMNS)
-            common.write_json(state_path, {"stamp": stamp, "checkpoint": ck.name, "steps": steps,
-                                           "elapsed_s": recorder.elapsed()})
-            for old in run_dir.glob("ckpt_*"):
-                if old != ck:
-                    shutil.rmtree(old)
+
+            write_checkpoint(run_dir, state_path, stamp, steps, recorder.elapsed(),
+                             episode_rows, save)
 
         recorder = RLPDEpisodeLogger(rows, checkpoint, cfg.checkpoint_every, elapsed0,
                                      done_steps, label=f"rlpd {arm} seed {seed}: ")

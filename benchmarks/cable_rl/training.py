@@ -176,6 +176,26 @@ def evaluate_policy(policy: Callable[[Any], np.ndarray], env: gym.Env, episodes:
     return rows
 
 
+def write_checkpoint(run_dir: Path, state_path: Path, stamp: Mapping[str, Any], steps: int,
+                     elapsed_s: float, episode_rows: Sequence[Mapping[str, Any]],
+                     save: Callable[[Path], None]) -> Path:
+    """One resumable checkpoint of a training run (DDPGfD or RLPD): ``save(tmp)`` writes the
+    agent's files into a directory that appears atomically as ``run_dir/ckpt_<steps>``, next
+    to the episode log; then ``state_path`` names it (with the run's stamp, steps and elapsed
+    seconds) and older checkpoints are removed. An interruption at any point leaves the
+    previous complete checkpoint named by ``state_path``."""
+    ck = run_dir / f"ckpt_{steps:08d}"
+    with atomic_directory(ck) as tmp:
+        save(tmp)
+        common.write_csv(tmp / "episodes.csv", episode_rows, EPISODE_COLUMNS)
+    common.write_json(state_path, {"stamp": stamp, "checkpoint": ck.name, "steps": steps,
+                                   "elapsed_s": elapsed_s})
+    for old in run_dir.glob("ckpt_*"):
+        if old != ck:
+            shutil.rmtree(old)
+    return ck
+
+
 def run_directory(cfg: Config, arm: str, seed: int) -> Path:
     """The files of one run: ``WORK/runs/<arm>/seed_<seed>`` (DDPGfD, where its runs have
     always been) or ``WORK/runs/<agent>/<arm>/seed_<seed>`` (any other ``--agent``)."""
@@ -253,16 +273,12 @@ def run_one(ctx: RunContext, arm: str, seed: int) -> dict[str, Any]:
                 f"episodes)")
 
         def checkpoint(m: DDPGfD, episode_rows: list[dict[str, Any]], steps: int) -> None:
-            ck = run_dir / f"ckpt_{steps:08d}"
-            with atomic_directory(ck) as tmp:
+            def save(tmp: Path) -> None:
                 m.save(tmp / "model.zip")
                 m.save_replay_buffer(tmp / "buffer.pkl")
-                common.write_csv(tmp / "episodes.csv", episode_rows, EPISODE_COLUMNS)
-            common.write_json(state_path, {"stamp": stamp, "checkpoint": ck.name, "steps": steps,
-                                           "elapsed_s": recorder.elapsed()})
-            for old in run_dir.glob("ckpt_*"):
-                if old != ck:
-                    shutil.rmtree(old)
+
+            write_checkpoint(run_dir, state_path, stamp, steps, recorder.elapsed(),
+                             episode_rows, save)
 
         recorder = EpisodeLogger(rows, checkpoint, cfg.checkpoint_every, elapsed0, done_steps)
         cpu0 = time.process_time()

@@ -166,12 +166,12 @@ def dataset(args: argparse.Namespace, methods: Sequence[str], data_dir: Path,
     missing = {m: p for m, p in files.items() if not p.is_file()}
     info: dict[str, Any] = {"dir": str(data_dir)}
     if missing or need_vae_frames:
-        todo = {m: point_sources[m] for m in missing if m in ("s3k", "descriptor")}
+        perceived = {m: point_sources[m] for m in missing if m in ("s3k", "descriptor")}
         log(f"collecting {args.episodes} episodes x {args.steps} steps for "
             f"{sorted([*missing, *(['vae frames'] if need_vae_frames else [])])}")
         t0 = time.perf_counter()
         got = S.collect(args.episodes, args.steps, args.data_seed, args.noise, args.random_prob,
-                        todo, args.vae_size if need_vae_frames else None, log=log,
+                        perceived, args.vae_size if need_vae_frames else None, log=log,
                         env_id=args.env, env_kwargs=data_env_kwargs(args.env))
         info["collect_seconds"] = time.perf_counter() - t0
         for m, path in missing.items():
