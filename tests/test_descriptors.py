@@ -15,6 +15,7 @@ from s3k_envs.descriptors.correspondences import find_correspondences, lift_pixe
 from s3k_envs.descriptors.keypoints import (
     DescriptorPredictor,
     attach_references,
+    choose_references,
     keypoint_errors,
     localize,
     select_references,
@@ -263,6 +264,46 @@ def test_references_predictor_and_errors(trained, scenes64, tmp_path):
         predictor.predict(s.images[0], s.intrinsics[0], s.extrinsics[0, :2])
 
 
+def _xy_spread(points: np.ndarray) -> float:
+    xy = points[:, :2]
+    return float(np.linalg.norm(xy - xy.mean(0), axis=1).mean())
+
+
+def test_choose_references_farthest_covers_the_object():
+    """A hand-made candidate set: the best scores cluster in the middle of a 0.2 x 0.1 m lid,
+    good-enough ones sit at its corners, and one far point scores too low to be trusted."""
+    cluster = [[0.0, 0.0, 0.0], [0.01, 0.0, 0.0], [0.0, 0.01, 0.0], [-0.01, 0.0, 0.0],
+               [0.0, -0.01, 0.0], [0.01, 0.01, 0.0]]
+    corners = [[0.1, 0.05, 0.0], [-0.1, 0.05, 0.0], [-0.1, -0.05, 0.0], [0.1, -0.05, 0.0]]
+    points = np.array([*cluster, *corners, [0.5, 0.5, 0.0]])
+    scores = np.array([1.0, 0.99, 0.98, 0.97, 0.96, 0.95, 0.9, 0.9, 0.9, 0.9, 0.1])
+    best = choose_references(points, scores, 5, min_separation=0.005)
+    assert best == [0, 1, 2, 3, 4]  # the default is unchanged: best first
+    spread = choose_references(points, scores, 5, min_separation=0.005, spread="farthest",
+                               confident_fraction=0.8)
+    assert spread[0] == 0 and sorted(spread[1:]) == [6, 7, 8, 9]  # the 4 corners, not point 10
+    assert _xy_spread(points[spread]) > 5 * _xy_spread(points[best])
+    gaps = [np.linalg.norm(points[i] - points[j]) for i in spread for j in spread if i < j]
+    assert min(gaps) >= 0.005
+    # a fraction above the corners' scores leaves only the cluster, still spread within it
+    inner = choose_references(points, scores, 3, min_separation=0.005, spread="farthest",
+                              confident_fraction=0.92)
+    assert inner == [0, 5, 1]  # the farthest, then a tie (1-4: 0.01 m) to the better score
+    # a low enough fraction lets the far, barely matching point in: it is the farthest
+    assert choose_references(points, scores, 2, spread="farthest",
+                             confident_fraction=0.05) == [0, 10]
+    # the separation holds: no 5 confident candidates are 0.15 m apart
+    with pytest.raises(ValueError, match="confident"):
+        choose_references(points, scores, 5, min_separation=0.15, spread="farthest",
+                          confident_fraction=0.8)
+    with pytest.raises(ValueError, match="spread"):
+        choose_references(points, scores, 3, spread="widest")
+    with pytest.raises(ValueError, match="confident_fraction"):
+        choose_references(points, scores, 3, spread="farthest", confident_fraction=0.0)
+    with pytest.raises(ValueError, match=r"\(N, 3\)"):
+        choose_references(points[:, :2], scores, 3)
+
+
 def test_localize_triangulates_consistent_views():
     """Descriptor maps whose value at every cell is the reference exactly where a 3D point
     projects: localisation in 4 views triangulates back to that point."""
@@ -382,8 +423,20 @@ def test_cli_generate_train_select_evaluate(tmp_path, capsys):
     out = cli.main(["descriptors", "train", "--scenes", str(scenes), "--out", str(model),
                     "--steps", "4", "--pairs", "2", "--matches", "16"])
     assert out["steps"] == 4  # resumed
+    before = model.read_bytes()
+    spread = tmp_path / "spread.pt"
+    out = cli.main(["descriptors", "select", str(model), "--scenes", str(scenes),
+                    "--keypoints", "2", "--candidates", "10", "--scoring-scenes", "2",
+                    "--min-separation", "0.01", "--spread", "farthest",
+                    "--confident-fraction", "0.01", "--out", str(spread)])
+    assert model.read_bytes() == before and out["checkpoint"] == str(spread)  # --out: a copy
+    assert out["xy_spread_mm"] > 0
     cli.main(["descriptors", "select", str(model), "--scenes", str(scenes), "--keypoints", "2",
               "--candidates", "10", "--scoring-scenes", "2", "--min-separation", "0.01"])
+    # the same 10 candidates: the farthest from the best is at least as far as the next best
+    gap = {p: float(np.linalg.norm(np.subtract(*load_checkpoint(p)["references"][
+        "object_points"].numpy()))) for p in (model, spread)}
+    assert gap[spread] >= gap[model] - 1e-6
     report = tmp_path / "eval.json"
     result = cli.main(["descriptors", "evaluate", str(model), "--scenes", str(scenes),
                        "--pairs", "2", "--s3k", "assets/checkpoints/S3K-Box-v0.pt",

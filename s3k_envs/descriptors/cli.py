@@ -5,6 +5,7 @@ descriptor keypoints ("Keypoints into the Future").
     s3k descriptors generate --env S3K-ShoePush-v0 --env-option instances=test ...
     s3k descriptors train --scenes runs/desc/train.npz --out runs/desc/model.pt --cpu-seconds 300
     s3k descriptors select runs/desc/model.pt --scenes runs/desc/select.npz --keypoints 5
+    s3k descriptors select CKPT --scenes ... --spread farthest --out runs/desc/spread.pt
     s3k descriptors evaluate runs/desc/model.pt --scenes runs/desc/test.npz [--s3k CKPT]
 
 ``train`` resumes an existing ``--out`` checkpoint (``--fresh`` starts over). ``evaluate``
@@ -84,11 +85,19 @@ def _cmd_select(args: argparse.Namespace) -> dict[str, Any]:
     scenes = SceneSet.load(args.scenes)
     refs = select_references(payload["model"], scenes, payload["config"], args.keypoints,
                              args.candidates, args.min_separation, args.scoring_scenes,
-                             args.seed)
-    attach_references(args.checkpoint, refs)
-    print(f"{args.checkpoint}: {len(refs.names)} reference descriptors, scores "
-          f"{np.round(refs.scores, 3).tolist()}")
-    return {"scores": refs.scores.tolist()}
+                             args.seed, spread=args.spread,
+                             confident_fraction=args.confident_fraction)
+    written = attach_references(args.checkpoint, refs, out=args.out)
+    spread_mm = None
+    if refs.object_points is not None:
+        xy = refs.object_points[:, :2].astype(np.float64)
+        spread_mm = 1000.0 * float(np.linalg.norm(xy - xy.mean(0), axis=-1).mean())
+    print(f"{written}: {len(refs.names)} reference descriptors, scores "
+          f"{[round(float(x), 3) for x in refs.scores]}"
+          + ("" if spread_mm is None else f", {spread_mm:.1f} mm from their centroid in the "
+             "object's xy (mean)"))
+    return {"scores": refs.scores.tolist(), "checkpoint": str(written),
+            "xy_spread_mm": spread_mm}
 
 
 def s3k_keypoint_errors(checkpoint: str | Path, scenes: Any) -> np.ndarray:
@@ -220,7 +229,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("select", help="choose K reference descriptors (the keypoints)",
                        formatter_class=fmt)
-    s.add_argument("checkpoint", type=Path, help="descriptor checkpoint (rewritten with them)")
+    s.add_argument("checkpoint", type=Path,
+                   help="descriptor checkpoint (rewritten with them unless --out is given)")
+    s.add_argument("--out", type=Path, default=None,
+                   help="write the checkpoint with the new references here instead")
     s.add_argument("--scenes", type=Path, required=True,
                    help="scenes to select on (preferably not the training scenes)")
     s.add_argument("--keypoints", type=int, default=5, help="K")
@@ -228,6 +240,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--min-separation", type=float, default=0.03, help="m between keypoints")
     s.add_argument("--scoring-scenes", type=int, default=8, help="scenes used for scoring")
     s.add_argument("--seed", type=int, default=0, help="candidate draw")
+    s.add_argument("--spread", default="score", choices=("score", "farthest"),
+                   help="keep the best-scoring candidates (score) or farthest-point among the "
+                   "confident ones, so the keypoints cover the object (farthest)")
+    s.add_argument("--confident-fraction", type=float, default=0.9,
+                   help="--spread farthest: eligible candidates score >= this x the best")
     s.add_argument("--threads", type=int, default=None, help="torch threads")
     s.set_defaults(func=_cmd_select)
 

@@ -19,9 +19,18 @@ scored by
 
 (residual: confidence-weighted distance, px, between each view's 2D estimate and the
 reprojection of the triangulated point; self error: px between the candidate pixel and its
-own localisation in the reference image). Candidates are taken best first, skipping any
-closer than ``min_separation`` (m, by depth in the reference scene) to one already kept,
-until K are kept.
+own localisation in the reference image). Two ways to keep K of them
+(:func:`choose_references`):
+
+* ``spread="score"`` (the default): best first, skipping any closer than ``min_separation``
+  (m, by depth in the reference scene) to one already kept, until K are kept. The best
+  scores cluster where the descriptors are most distinctive (on the BoxPush lid: all 5 within
+  ~40 mm of their centroid in xy, against ~100 mm for the box corners).
+* ``spread="farthest"``: farthest-point selection among the *confident* candidates (score at
+  least ``confident_fraction`` x the best): the best one first, then repeatedly the one
+  farthest (3D) from all kept, so the K keypoints cover the object's extent. A cost on the
+  mean keypoint distance then weighs a rotation error more (the keypoints move
+  ``angle x radius``).
 """
 
 from __future__ import annotations
@@ -30,7 +39,7 @@ import copy
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -48,6 +57,9 @@ from s3k_envs.descriptors.scenes import SceneSet
 from s3k_envs.geometry import project
 from s3k_envs.keypoints.model import fuse_batchnorm
 from s3k_envs.keypoints.predictor import Prediction, decode_for_inference
+
+#: How :func:`select_references` keeps K of its scored candidates.
+SPREADS = ("score", "farthest")
 
 
 @dataclass
@@ -151,10 +163,75 @@ def _erode(mask: np.ndarray) -> np.ndarray:
     return out
 
 
+def choose_references(points: np.ndarray, scores: np.ndarray, num_keypoints: int,
+                      min_separation: float = 0.03, spread: str = "score",
+                      confident_fraction: float = 0.9) -> list[int]:
+    """Which K of N scored candidates to keep (see the module docstring).
+
+    Args:
+        points: ``(N, 3)`` m, the candidates' 3D positions.
+        scores: ``(N,)`` selection scores (higher is better, >= 0).
+        num_keypoints: K.
+        min_separation: m, smallest 3D distance between two kept candidates (both spreads).
+        spread: ``"score"`` (best first) or ``"farthest"`` (farthest-point among the
+            confident candidates).
+        confident_fraction: ``"farthest"`` only: candidates scoring at least this fraction
+            of the best score are eligible, in (0, 1].
+
+    Returns:
+        K candidate indices; the first is the best-scoring candidate.
+
+    Raises:
+        ValueError: bad shapes or arguments, or fewer than K eligible candidates at least
+            ``min_separation`` apart.
+    """
+    points = np.asarray(points, dtype=np.float64)
+    scores = np.asarray(scores, dtype=np.float64)
+    if points.ndim != 2 or points.shape[1] != 3 or scores.shape != (len(points),):
+        raise ValueError(f"points, scores: expected (N, 3) and (N,), got {points.shape} and "
+                         f"{scores.shape}")
+    if spread not in SPREADS:
+        raise ValueError(f"spread: expected one of {SPREADS}, got {spread!r}")
+    if not 0.0 < confident_fraction <= 1.0:
+        raise ValueError(f"confident_fraction: expected a value in (0, 1], got "
+                         f"{confident_fraction}")
+    if num_keypoints < 1:
+        raise ValueError(f"num_keypoints: expected >= 1, got {num_keypoints}")
+    order = np.argsort(-scores, kind="stable")
+    kept: list[int] = []
+    if spread == "score":
+        for i in order:
+            if all(np.linalg.norm(points[i] - points[j]) >= min_separation for j in kept):
+                kept.append(int(i))
+            if len(kept) == num_keypoints:
+                break
+        eligible = len(points)
+    else:
+        pool = order[scores[order] >= confident_fraction * scores[order[0]]]
+        eligible = len(pool)
+        kept.append(int(pool[0]))
+        nearest = np.linalg.norm(points[pool] - points[pool[0]], axis=-1)  # (M,)
+        while len(kept) < num_keypoints:
+            j = int(np.argmax(nearest))  # ties: the better score (pool is sorted)
+            if nearest[j] < min_separation:
+                break
+            kept.append(int(pool[j]))
+            nearest = np.minimum(nearest, np.linalg.norm(points[pool] - points[pool[j]],
+                                                         axis=-1))
+    if len(kept) < num_keypoints:
+        what = ("" if spread == "score" else
+                f" confident (score >= {confident_fraction} x the best: {eligible})")
+        raise ValueError(f"only {len(kept)} of {len(points)}{what} candidates are at least "
+                         f"{min_separation} m apart; lower min_separation or num_keypoints"
+                         + ("" if spread == "score" else " or confident_fraction"))
+    return kept
+
+
 def select_references(model: DescriptorNet, scenes: SceneSet, config: dict[str, Any],
                       num_keypoints: int = 5, num_candidates: int = 50,
                       min_separation: float = 0.03, scoring_scenes: int = 8, seed: int = 0,
-                      ) -> References:
+                      spread: Literal["score", "farthest"] = "score",
+                      confident_fraction: float = 0.9) -> References:
     """Choose K reference descriptors automatically (see the module docstring).
 
     Args:
@@ -167,14 +244,17 @@ def select_references(model: DescriptorNet, scenes: SceneSet, config: dict[str, 
         min_separation: m, smallest 3D distance between two kept references.
         scoring_scenes: scenes used for scoring.
         seed: candidate draw.
+        spread, confident_fraction: how K candidates are kept (:func:`choose_references`).
 
     Raises:
         ValueError: fewer object pixels than candidates asked for, or fewer than K
-            candidates at least ``min_separation`` apart.
+            (confident) candidates at least ``min_separation`` apart.
     """
     if num_keypoints < 1 or num_candidates < num_keypoints:
         raise ValueError(f"need 1 <= num_keypoints <= num_candidates, got {num_keypoints}, "
                          f"{num_candidates}")
+    if spread not in SPREADS:
+        raise ValueError(f"spread: expected one of {SPREADS}, got {spread!r}")
     model.eval()
     tau, sigma, stride = (float(config["kernel_width"]), float(config["sigma"]),
                           int(config["stride"]))
@@ -203,15 +283,8 @@ def select_references(model: DescriptorNet, scenes: SceneSet, config: dict[str, 
              * np.exp(-self_err / (2 * sigma)))
     world = lift_pixels(uv, scenes.depth[0, ref_cam], scenes.intrinsics[0, ref_cam],
                         scenes.extrinsics[0, ref_cam])  # (N, 3)
-    kept: list[int] = []
-    for i in np.argsort(-score):
-        if all(np.linalg.norm(world[i] - world[j]) >= min_separation for j in kept):
-            kept.append(int(i))
-        if len(kept) == num_keypoints:
-            break
-    if len(kept) < num_keypoints:
-        raise ValueError(f"only {len(kept)} of {num_candidates} candidates are at least "
-                         f"{min_separation} m apart; lower min_separation or num_keypoints")
+    kept = choose_references(world, score, num_keypoints, min_separation, spread,
+                             confident_fraction)
     pose = scenes.object_pose[0].astype(np.float64)
     local = (world[kept] - pose[:3, 3]) @ pose[:3, :3]
     bounds = None if scenes.object_bounds is None else scenes.object_bounds[0]
@@ -220,14 +293,16 @@ def select_references(model: DescriptorNet, scenes: SceneSet, config: dict[str, 
                       score[kept].astype(np.float32), local.astype(np.float32), bounds)
 
 
-def attach_references(path: str | os.PathLike[str], references: References) -> Path:
-    """Rewrite a descriptor checkpoint (atomically) with ``references`` added."""
+def attach_references(path: str | os.PathLike[str], references: References,
+                      out: str | os.PathLike[str] | None = None) -> Path:
+    """Rewrite a descriptor checkpoint (atomically) with ``references`` added, or write the
+    checkpoint with them to ``out`` instead (``path`` stays as it is)."""
     payload = load_checkpoint(path)
     dim = int(payload["config"]["descriptor_dim"])
     if references.descriptors.shape[1:] != (dim,):
         raise ValueError(f"references have dimension {references.descriptors.shape[1:]}, the "
                          f"checkpoint's descriptors {dim}")
-    return save_checkpoint(path, payload["model"], payload["config"],
+    return save_checkpoint(path if out is None else out, payload["model"], payload["config"],
                            references=references.to_payload(),
                            train_state=payload.get("train_state"))
 
