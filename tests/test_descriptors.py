@@ -14,6 +14,7 @@ import torch
 from s3k_envs.descriptors.correspondences import find_correspondences, lift_pixels
 from s3k_envs.descriptors.keypoints import (
     DescriptorPredictor,
+    References,
     attach_references,
     choose_references,
     keypoint_errors,
@@ -283,6 +284,11 @@ def test_choose_references_farthest_covers_the_object():
                                confident_fraction=0.8)
     assert spread[0] == 0 and sorted(spread[1:]) == [6, 7, 8, 9]  # the 4 corners, not point 10
     assert _xy_spread(points[spread]) > 5 * _xy_spread(points[best])
+    from s3k_envs.descriptors.cli import xy_spread_mm
+
+    corners_refs = References(np.zeros((4, 2), np.float32), list("abcd"), np.ones(4),
+                              np.add(corners, [0.3, 0.2, 0.01]).astype(np.float32))
+    assert xy_spread_mm(corners_refs) == pytest.approx(1000 * math.hypot(0.1, 0.05), rel=1e-5)
     gaps = [np.linalg.norm(points[i] - points[j]) for i in spread for j in spread if i < j]
     assert min(gaps) >= 0.005
     # a fraction above the corners' scores leaves only the cluster, still spread within it
@@ -447,6 +453,7 @@ def test_cli_generate_train_select_evaluate(tmp_path, capsys):
         "median_mm"]
     assert saved["s3k_keypoints"]["median_mm"] < 10.0  # the shipped model on the same box
     assert saved["train_steps"] == 4 and "command" in saved
+    assert saved["references"]["xy_spread_mm"] > 0 and len(saved["references"]["scores"]) == 2
     assert "descriptor keypoints" in capsys.readouterr().out
     import imageio.v2 as imageio
 

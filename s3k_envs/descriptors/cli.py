@@ -88,16 +88,23 @@ def _cmd_select(args: argparse.Namespace) -> dict[str, Any]:
                              args.seed, spread=args.spread,
                              confident_fraction=args.confident_fraction)
     written = attach_references(args.checkpoint, refs, out=args.out)
-    spread_mm = None
-    if refs.object_points is not None:
-        xy = refs.object_points[:, :2].astype(np.float64)
-        spread_mm = 1000.0 * float(np.linalg.norm(xy - xy.mean(0), axis=-1).mean())
+    spread_mm = xy_spread_mm(refs)
     print(f"{written}: {len(refs.names)} reference descriptors, scores "
           f"{[round(float(x), 3) for x in refs.scores]}"
           + ("" if spread_mm is None else f", {spread_mm:.1f} mm from their centroid in the "
              "object's xy (mean)"))
     return {"scores": refs.scores.tolist(), "checkpoint": str(written),
             "xy_spread_mm": spread_mm}
+
+
+def xy_spread_mm(references: Any) -> float | None:
+    """Mean distance (mm) of the references' object points from their centroid in the
+    object's xy plane — how far a yaw error moves the keypoints, per radian; None when the
+    references carry no object points."""
+    if references.object_points is None:
+        return None
+    xy = np.asarray(references.object_points, dtype=np.float64)[:, :2]
+    return 1000.0 * float(np.linalg.norm(xy - xy.mean(0), axis=-1).mean())
 
 
 def s3k_keypoint_errors(checkpoint: str | Path, scenes: Any) -> np.ndarray:
@@ -167,6 +174,12 @@ def _cmd_evaluate(args: argparse.Namespace) -> dict[str, Any]:
     print(f"matching on {args.pairs} held-out view pairs: {result['matching']}")
     if payload.get("references"):
         predictor = DescriptorPredictor.load(args.checkpoint)
+        refs = predictor.references
+        result["references"] = {
+            "scores": [round(float(x), 4) for x in refs.scores],
+            "xy_spread_mm": xy_spread_mm(refs),
+            "object_points_mm": None if refs.object_points is None
+            else (1000.0 * refs.object_points).round(1).tolist()}
         err = keypoint_errors(predictor, scenes)
         result["descriptor_keypoints"] = _summary(err)
         print(f"descriptor keypoints (K={err.shape[1]}, no labels) 3D error vs tracked points: "
