@@ -101,6 +101,20 @@ def test_agent_flag_stems_directories_and_profiles(tmp_path: Path) -> None:
         parse_args(["--smoke", "--agent", "ddpgfd", "--utd", "2"])
 
 
+def test_env_id_flag_names_stem_work_directory_and_checkpoint(tmp_path: Path) -> None:
+    plain = parse_args(["--quick", "--work-dir", str(tmp_path), "--tag", "x"])
+    assert plain.env_id == "S3K-CableInsert-v0" and plain.stem == "cable_rl_rlpd_quick_x"
+    assert plain.work == tmp_path / "quick_x"
+    ckpt = tmp_path / "model.pt"
+    ckpt.write_bytes(b"")  # parse_args only checks that the file exists
+    short = parse_args(["--quick", "--work-dir", str(tmp_path), "--tag", "x", "--env-id",
+                        "S3K-CableInsertShort-v0", "--keypoint-checkpoint", str(ckpt)])
+    assert short.env_id == "S3K-CableInsertShort-v0"
+    assert short.stem == "cable_rl_rlpd_quick_short_x" and short.work == tmp_path / "quick_short_x"
+    with pytest.raises(SystemExit):
+        parse_args(["--quick", "--env-id", "S3K-Box-v0"])
+
+
 # --------------------------------------------------------------------------- demonstrations
 def test_converted_demos_match_the_env_replaying_their_actions(tmp_path: Path) -> None:
     """The RLPD observation of demonstration step t equals what the arm's wrapped env returns

@@ -22,6 +22,7 @@ from benchmarks.cable_rl.config import (
     ARMS,
     DEMO_EXTRA_STEPS,
     ENV_ID,
+    ENV_IDS,
     EPISODE_COLUMNS,
     EVAL_COLUMNS,
     PROFILES,
@@ -128,7 +129,7 @@ def run(cfg: Config) -> dict[str, Any]:
     stem = cfg.out / cfg.stem
     summary = {
         "benchmark": "cable_rl", "profile": cfg.profile, "agent": cfg.agent_kind,
-        "env_id": ENV_ID,
+        "env_id": cfg.env_id,
         "machine": machine, "config": cfg.to_json(), "columns": list(SUMMARY_COLUMNS),
         "rows": summary_rows, "stages": stage.records,
         "stages_wall_s": sum(r["wall_s"] for r in stage.records.values()),
@@ -185,6 +186,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--agent", choices=AGENTS, default=AGENTS[0],
                    help="the learner: rlpd (agents.rlpd, default) or ddpgfd (agents.ddpgfd, "
                         "the paper's)")
+    p.add_argument("--env-id", choices=list(ENV_IDS), default=ENV_ID,
+                   help="the cable task; S3K-CableInsertShort-v0 (cable held 6 cm above the "
+                        "plug) adds '_short' to the result stem and the work directory")
     p.add_argument("--arms", nargs="+", choices=ARMS, default=["kp", "vae"],
                    help="agents to train (gt: ground-truth keypoints, an upper bound)")
     p.add_argument("--seeds", type=int, nargs="+", default=None, help="agent seeds")
@@ -301,7 +305,11 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
         p.error(f"--vae-minutes: expected > 0, got {vae_minutes}")
     if a.vae_checkpoint is not None and not a.vae_checkpoint.is_file():
         p.error(f"--vae-checkpoint: no such file {a.vae_checkpoint}")
-    kp_ckpt = a.keypoint_checkpoint or default_checkpoint(ENV_ID)
+    try:
+        kp_ckpt = a.keypoint_checkpoint or default_checkpoint(a.env_id)
+    except (KeyError, FileNotFoundError, ValueError) as e:
+        p.error(f"no shipped keypoint checkpoint for {a.env_id} ({e}); give "
+                "--keypoint-checkpoint")
     if not Path(kp_ckpt).is_file():
         p.error(f"--keypoint-checkpoint: no such file {kp_ckpt}")
     agent = dataclasses.replace(AgentParams(), demo_fraction=a.demo_fraction,
@@ -318,6 +326,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
         stem = "cable_rl" if a.profile == "full" else f"cable_rl_{a.profile}"
     else:
         stem = f"cable_rl_{a.agent}_{a.profile}"
+    stem += f"_{ENV_IDS[a.env_id]}" if ENV_IDS[a.env_id] else ""
     stem += f"_{a.tag}" if a.tag else ""
     default_out = a.work_dir / "smoke" if a.profile == "smoke" else common.RESULTS_DIR
     return Config(
@@ -329,7 +338,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
         vae_arch=dict(prof.vae_arch), vae_checkpoint=a.vae_checkpoint,
         keypoint_checkpoint=Path(kp_ckpt), agent=agent, threads=a.threads, workers=a.workers,
         work_dir=a.work_dir, tag=a.tag, out=a.out or default_out, stem=stem,
-        progress=not a.no_progress, ray=a.ray, agent_kind=a.agent, rlpd=rlpd,
+        progress=not a.no_progress, ray=a.ray, agent_kind=a.agent, rlpd=rlpd, env_id=a.env_id,
         **cfg_values)
 
 

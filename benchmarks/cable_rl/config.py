@@ -26,6 +26,9 @@ import numpy as np
 from benchmarks import common
 
 ENV_ID = "S3K-CableInsert-v0"
+#: The cable tasks of ``--env-id`` (the first is the default) and the short name each adds to
+#: result stems and work directories (none for the default: its files keep their names).
+ENV_IDS = {"S3K-CableInsert-v0": "", "S3K-CableInsertShort-v0": "short"}
 #: Camera resolution of the ``kp`` and ``vae`` arms, px (the shipped checkpoint's).
 IMAGE_SIZE = 128
 #: Camera resolution of the ``gt`` arm, px: it never looks at its images.
@@ -228,6 +231,8 @@ class Config:
     stem: str
     tag: str = ""
     progress: bool = True
+    # the cable task (ENV_IDS); its short name goes into the work directory
+    env_id: str = ENV_ID
     # run the (arm, seed) runs as Ray tasks: "local" or a cluster address (docs/scaling.md)
     ray: str | None = None
     # the learner: "rlpd" or "ddpgfd" (AGENTS); Config's default keeps older callers on DDPGfD
@@ -236,8 +241,10 @@ class Config:
 
     @property
     def work(self) -> Path:
-        """The cache directory of this profile (and tag): ``work_dir/<profile>[_<tag>]``."""
-        return self.work_dir / (f"{self.profile}_{self.tag}" if self.tag else self.profile)
+        """The cache directory of this profile (env and tag):
+        ``work_dir/<profile>[_<env short name>][_<tag>]``."""
+        parts = [self.profile, ENV_IDS.get(self.env_id, self.env_id), self.tag]
+        return self.work_dir / "_".join(p for p in parts if p)
 
     def to_json(self) -> dict[str, Any]:
         """Plain JSON-able dict (paths as strings)."""

@@ -114,7 +114,7 @@ class ArmEnv:
 
 
 def make_arm_env(arm: str, camera_seed: int, predictor: KeypointPredictor | None,
-                 vae: BetaVAE | None) -> ArmEnv:
+                 vae: BetaVAE | None, env_id: str = ENV_ID) -> ArmEnv:
     """The env of one arm (see the module docstring), ``Dict`` observations.
 
     Args:
@@ -122,11 +122,12 @@ def make_arm_env(arm: str, camera_seed: int, predictor: KeypointPredictor | None
         camera_seed: the fixed rig's seed.
         predictor: the S3K model (``kp`` and ``vae`` arms).
         vae: the beta-VAE (``vae`` arm).
+        env_id: the cable task (``S3K-CableInsert-v0`` or ``S3K-CableInsertShort-v0``).
     """
     if arm not in ARMS:
         raise ValueError(f"arm: expected one of {ARMS}, got {arm!r}")
     size = GT_IMAGE_SIZE if arm == "gt" else IMAGE_SIZE
-    base = gym.make(ENV_ID, image_size=size, camera_seed=camera_seed,
+    base = gym.make(env_id, image_size=size, camera_seed=camera_seed,
                     terminate_on_success=False, disable_env_checker=True)
     try:
         if arm == "gt":

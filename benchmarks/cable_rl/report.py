@@ -17,7 +17,6 @@ from benchmarks.cable_rl.config import (
     ARM_COLORS,
     ARM_LABELS,
     ARMS,
-    ENV_ID,
     PASS_LEVELS,
     Config,
     read_rows,
@@ -153,7 +152,7 @@ def plot(cfg: Config, episodes: Sequence[Mapping[str, Any]],
     axes[0].set_ylabel(f"training success rate (rolling {cfg.window} steps)")
     axes[0].legend(fontsize=8, loc="upper left")
     agent = {"ddpgfd": "DDPGfD", "rlpd": "RLPD"}.get(cfg.agent_kind, cfg.agent_kind)
-    fig.suptitle(f"{ENV_ID}, fixed rig (camera_seed={cfg.camera_seed}): {agent} with "
+    fig.suptitle(f"{cfg.env_id}, fixed rig (camera_seed={cfg.camera_seed}): {agent} with "
                  f"{cfg.demos} demonstrations; bands: min-max over seeds", fontsize=10)
     try:
         return common.save_figure(fig, path)

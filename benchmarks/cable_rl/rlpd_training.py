@@ -250,7 +250,8 @@ def rlpd_run_stamp(ctx: RunContext, arm: str, seed: int) -> dict[str, Any]:
 
 def make_rlpd_env(ctx: RunContext, arm: str) -> RLPDFeatureObservation:
     """The arm's env (:func:`make_arm_env`) with the RLPD observation."""
-    arm_env = make_arm_env(arm, ctx.cfg.camera_seed, ctx.predictor, ctx.vae)
+    arm_env = make_arm_env(arm, ctx.cfg.camera_seed, ctx.predictor, ctx.vae,
+                           ctx.cfg.env_id)
     try:
         return RLPDFeatureObservation(arm_env.env, arm,
                                       getattr(arm_env.keypoints, "keypoint_names", None))

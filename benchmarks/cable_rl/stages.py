@@ -23,7 +23,6 @@ from agents.ddpgfd import DemoEpisode, episodes_from_recording, flatten_dict_obs
 from benchmarks import common
 from benchmarks.cable_rl.config import (
     CACHE_VERSION,
-    ENV_ID,
     FRAMES_SEED,
     IMAGE_SIZE,
     PROBE_SEED,
@@ -102,7 +101,7 @@ def stage_demos(cfg: Config, work: Path) -> tuple[Path, dict[str, Any]]:
     """Record (or reuse) the expert demonstrations with images on the fixed rig.
 
     Episode ``i`` of the attempts is reset with seed ``demo_seed + i`` on
-    ``S3K-CableInsert-v0`` made with ``terminate_on_success=False`` inside
+    the configured cable env (``cfg.env_id``) made with ``terminate_on_success=False`` inside
     :class:`ContinueAfterSuccess` (``demo_extra_steps``), run with
     :func:`s3k_envs.demos.run_episode` (the scripted expert of :func:`s3k_envs.experts.make_expert`)
     and kept when the env reported success at some step; written with
@@ -119,7 +118,7 @@ def stage_demos(cfg: Config, work: Path) -> tuple[Path, dict[str, Any]]:
     path = work / "demos" / "cable.npz"
     options = {"image_size": IMAGE_SIZE, "camera_seed": cfg.camera_seed,
                "terminate_on_success": False}
-    want = json_normalise({"env_id": ENV_ID, "episodes": cfg.demos, "seed": cfg.demo_seed,
+    want = json_normalise({"env_id": cfg.env_id, "episodes": cfg.demos, "seed": cfg.demo_seed,
                            "store_images": True, "env_options": options,
                            "extra_steps_after_success": cfg.demo_extra_steps})
     if path.exists():
@@ -131,7 +130,7 @@ def stage_demos(cfg: Config, work: Path) -> tuple[Path, dict[str, Any]]:
         log(f"demonstrations: reusing {path} ({meta['episodes']} episodes, "
             f"{meta['failures']} failed attempts)")
         return path, meta
-    env = ContinueAfterSuccess(gym.make(ENV_ID, **options), cfg.demo_extra_steps)
+    env = ContinueAfterSuccess(gym.make(cfg.env_id, **options), cfg.demo_extra_steps)
     kept: list[dict[str, Any]] = []
     failed: list[int] = []
     max_attempts = 3 * cfg.demos + 10
@@ -180,9 +179,9 @@ def stage_datasets(cfg: Config, work: Path) -> tuple[Path | None, Path]:
     frames = None
     try:
         if cfg.vae_checkpoint is None:
-            frames = generate_dataset(work / "vae_frames", ENV_ID, cfg.vae_frames, 0,
+            frames = generate_dataset(work / "vae_frames", cfg.env_id, cfg.vae_frames, 0,
                                       seed=FRAMES_SEED, **common_kw)
-        probe = generate_dataset(work / "probe_frames", ENV_ID, cfg.probe_samples,
+        probe = generate_dataset(work / "probe_frames", cfg.env_id, cfg.probe_samples,
                                  cfg.probe_samples, seed=PROBE_SEED, **common_kw)
     except FileExistsError as e:
         raise CacheMismatchError(f"{e} (use another --work-dir)") from None
@@ -476,7 +475,7 @@ def stage_convert(cfg: Config, work: Path, demo_path: Path, predictor: KeypointP
             log(f"demos for {arm}: inputs changed, converting again")
         if recorded is None:
             recorded = load_demonstrations(demo_path)
-        arm_env = make_arm_env(arm, cfg.camera_seed, predictor, vae)
+        arm_env = make_arm_env(arm, cfg.camera_seed, predictor, vae, cfg.env_id)
         try:
             t0 = time.monotonic()
             episodes, stats = convert_demos(arm, arm_env, recorded)

@@ -142,7 +142,8 @@ def run_stamp(ctx: RunContext, arm: str, seed: int) -> dict[str, Any]:
 
 def make_flat_env(ctx: RunContext, arm: str) -> tuple[gym.Env, ArmEnv]:
     """The arm's env with flattened (``Box``) observations, and its parts."""
-    arm_env = make_arm_env(arm, ctx.cfg.camera_seed, ctx.predictor, ctx.vae)
+    arm_env = make_arm_env(arm, ctx.cfg.camera_seed, ctx.predictor, ctx.vae,
+                           ctx.cfg.env_id)
     flat, _ = flatten_dict_observations(arm_env.env)
     return flat, arm_env
 
