@@ -387,8 +387,14 @@ def validate_demonstrations(episodes: Sequence[Mapping[str, Any]],
 
 # --------------------------------------------------------------------------- buffers, stats
 class ReplayBuffer:
-    """Transitions ``(obs, action, reward, next_obs, terminated)`` in growing numpy arrays, FIFO
-    beyond ``capacity``; actions stored in ``[-1, 1]`` (the agent's units).
+    """Transitions ``(obs, action, reward, next_obs, terminated)`` in a growing numpy array,
+    FIFO beyond ``capacity``; actions stored in ``[-1, 1]`` (the agent's units).
+
+    One float32 row per transition, ``[obs (D) | next_obs (D) | action (A) | reward |
+    terminated]`` (``rows``, ``(n, 2 D + A + 2)``), so that a batch is one gather; the fields
+    are column views of it: ``obs`` / ``next_obs`` ``(n, D)``, ``actions`` ``(n, A)``,
+    ``rewards`` / ``terminated`` ``(n,)`` (``n`` >= ``size`` allocated slots; read and write
+    them like arrays).
 
     Args:
         obs_dim: flattened observation size D.
@@ -401,24 +407,22 @@ class ReplayBuffer:
         self.obs_dim, self.action_dim = obs_dim, action_dim
         self.size = 0
         self._next = 0
+        self.rows = np.zeros((0, 2 * obs_dim + action_dim + 2), np.float32)
         self._alloc(min(self.capacity, 4096))
 
     def _alloc(self, n: int) -> None:
-        old = getattr(self, "obs", None)
-        new = {"obs": np.zeros((n, self.obs_dim), np.float32),
-               "next_obs": np.zeros((n, self.obs_dim), np.float32),
-               "actions": np.zeros((n, self.action_dim), np.float32),
-               "rewards": np.zeros(n, np.float32), "terminated": np.zeros(n, np.float32)}
-        if old is not None:
-            for k, arr in new.items():
-                arr[: self.size] = getattr(self, k)[: self.size]
-        for k, arr in new.items():
-            setattr(self, k, arr)
+        rows = np.zeros((n, self.rows.shape[1]), np.float32)
+        rows[: self.size] = self.rows[: self.size]
+        d, a = self.obs_dim, self.action_dim
+        self.rows = rows
+        self.obs, self.next_obs = rows[:, :d], rows[:, d: 2 * d]
+        self.actions = rows[:, 2 * d: 2 * d + a]
+        self.rewards, self.terminated = rows[:, 2 * d + a], rows[:, 2 * d + a + 1]
 
     def add(self, obs: np.ndarray, action: np.ndarray, reward: float, next_obs: np.ndarray,
             terminated: bool) -> None:
         """Append one transition (obs ``(D,)``, action ``(A,)`` in [-1, 1])."""
-        if self.size == len(self.obs) and self.size < self.capacity:
+        if self.size == len(self.rows) and self.size < self.capacity:
             self._alloc(min(2 * self.size, self.capacity))
         i = self._next
         self.obs[i], self.next_obs[i], self.actions[i] = obs, next_obs, action
@@ -432,12 +436,23 @@ class ReplayBuffer:
             self.add(data["obs"][t], data["actions"][t], float(data["rewards"][t]),
                      data["next_obs"][t], bool(data["terminated"][t]))
 
+    def sample_rows(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        """``n`` rows (``(n, 2 D + A + 2)``, the layout of ``rows``) drawn uniformly with
+        replacement."""
+        return self.rows[rng.integers(0, self.size, size=n)]
+
     def sample(self, n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
-        """``n`` transitions drawn uniformly with replacement."""
-        idx = rng.integers(0, self.size, size=n)
-        return {"obs": self.obs[idx], "next_obs": self.next_obs[idx],
-                "actions": self.actions[idx], "rewards": self.rewards[idx],
-                "terminated": self.terminated[idx]}
+        """``n`` transitions drawn uniformly with replacement (the draws of
+        :meth:`sample_rows`), as ``obs``, ``next_obs``, ``actions``, ``rewards``,
+        ``terminated`` arrays."""
+        return self.split(self.sample_rows(n, rng))
+
+    def split(self, rows: Any) -> dict[str, Any]:
+        """Rows ``(n, 2 D + A + 2)`` (numpy or torch) -> views of their fields."""
+        d, a = self.obs_dim, self.action_dim
+        return {"obs": rows[:, :d], "next_obs": rows[:, d: 2 * d],
+                "actions": rows[:, 2 * d: 2 * d + a], "rewards": rows[:, 2 * d + a],
+                "terminated": rows[:, 2 * d + a + 1]}
 
 
 # --------------------------------------------------------------------------- agent
@@ -553,17 +568,19 @@ class RLPD:
                                                                     * batch_size)
         parts = []
         if n_demo:
-            parts.append(self.demos.sample(n_demo, self._rng))  # type: ignore[union-attr]
+            parts.append(self.demos.sample_rows(n_demo, self._rng))  # type: ignore[union-attr]
         if batch_size - n_demo:
             if self.online.size == 0:
                 raise RuntimeError("sample_batch: no transitions to sample from")
-            parts.append(self.online.sample(batch_size - n_demo, self._rng))
-        batch = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-        return {"obs": self._norm(batch["obs"]), "next_obs": self._norm(batch["next_obs"]),
-                "actions": torch.from_numpy(batch["actions"]).to(self.device),
-                "rewards": (torch.from_numpy(batch["rewards"]).to(self.device)
-                            * self.config.reward_scale),
-                "terminated": torch.from_numpy(batch["terminated"]).to(self.device)}
+            parts.append(self.online.sample_rows(batch_size - n_demo, self._rng))
+        rows = torch.from_numpy(parts[0] if len(parts) == 1 else np.concatenate(parts)).to(
+            self.device)
+        batch = self.online.split(rows)
+        # obs and next_obs normalised in one pass: (B, 2, D), then views of it
+        both = self._norm(rows[:, : 2 * self.obs_dim].view(batch_size, 2, self.obs_dim))
+        return {"obs": both[:, 0], "next_obs": both[:, 1], "actions": batch["actions"],
+                "rewards": batch["rewards"] * self.config.reward_scale,
+                "terminated": batch["terminated"]}
 
     # ------------------------------------------------------------------ learning
     @property
@@ -593,7 +610,11 @@ class RLPD:
                 next_action, next_logp = self.actor(batch["next_obs"])
                 members = torch.randperm(cfg.num_critics, generator=self._generator)[
                     : cfg.num_min_critics].to(self.device)
-                next_q = self.critic_target(batch["next_obs"], next_action, members).min(0).values
+                # a subset of all members is all of them (in another order): the same minimum
+                # without copying the weights (the permutation is still drawn, for the stream)
+                next_q = self.critic_target(
+                    batch["next_obs"], next_action,
+                    None if cfg.num_min_critics == cfg.num_critics else members).min(0).values
                 if cfg.backup_entropy:
                     next_q = next_q - alpha * next_logp
                 target = batch["rewards"] + cfg.gamma * (1.0 - batch["terminated"]) * next_q
@@ -603,9 +624,8 @@ class RLPD:
             critic_loss.backward()
             self.critic_opt.step()
             with torch.no_grad():
-                for p, tp in zip(self.critic.parameters(), self.critic_target.parameters(),
-                                 strict=True):
-                    tp.lerp_(p, cfg.tau)
+                torch._foreach_lerp_(list(self.critic_target.parameters()),
+                                     list(self.critic.parameters()), cfg.tau)
         self.num_updates += 1
         diagnostics = {"critic_loss": float(critic_loss.detach()), "alpha": float(alpha),
                        "q_mean": float(q.detach().mean()), "target_mean": float(target.mean())}
@@ -616,16 +636,17 @@ class RLPD:
         q_pi = self.critic(batch["obs"], action).mean(0)
         actor_loss = (alpha * logp - q_pi).mean()
         self.actor_opt.zero_grad(set_to_none=True)
-        actor_loss.backward()
+        if cfg.learn_temperature:
+            # one backward pass for both losses: they share no parameters (alpha and log pi
+            # enter each other's loss detached), so the gradients are those of two passes
+            alpha_loss = (self.log_alpha.exp() * (-logp.detach() - self.target_entropy)).mean()
+            self.alpha_opt.zero_grad(set_to_none=True)
+            (actor_loss + alpha_loss).backward()
+            self.alpha_opt.step()
+        else:
+            actor_loss.backward()
         self.actor_opt.step()
         self.critic.requires_grad_(True)
-        if not cfg.learn_temperature:
-            return {**diagnostics, "actor_loss": float(actor_loss.detach()),
-                    "entropy": float(-logp.detach().mean())}
-        alpha_loss = (self.log_alpha.exp() * (-logp.detach() - self.target_entropy)).mean()
-        self.alpha_opt.zero_grad(set_to_none=True)
-        alpha_loss.backward()
-        self.alpha_opt.step()
         return {**diagnostics, "actor_loss": float(actor_loss.detach()),
                 "entropy": float(-logp.detach().mean())}
 
@@ -797,7 +818,7 @@ class RLPD:
                 "capacity": buf.capacity, "size": n, "next": buf._next,
                 "env_steps": self.env_steps, "num_updates": self.num_updates,
                 "numpy_rng": self._rng.bit_generator.state}
-        arrays = {k: np.asarray(getattr(buf, k)[:n]) for k in _BUFFER_KEYS}
+        arrays = {k: np.ascontiguousarray(getattr(buf, k)[:n]) for k in _BUFFER_KEYS}
         arrays["torch_rng"] = torch.get_rng_state().numpy()
         arrays["redq_rng"] = self._generator.get_state().cpu().numpy()
         path = Path(path)

@@ -33,6 +33,21 @@ Besides wall-clock agent steps/s, ``agent_steps_per_cpu_s`` divides by the CPU t
 process (all its threads): what one idle core would do, when other jobs share the machine
 (for the rendering arms it also counts llvmpipe's worker threads, so it is a lower bound).
 
+``--env-id S3K-CableInsertShort-v0`` measures the same on the short cable task (4 cable
+segments instead of 12: a cheaper env step); its ``kp`` arm uses the CableInsert keypoint
+model when the short env has none of its own (same cameras and keypoints; the throughput does
+not depend on the predictions). The result stem then names the env: ``rl_throughput_short``.
+
+``--updates-only``: no env loop and no SB3, only :meth:`agents.rlpd.RLPD.update` rounds of
+each ``--agents`` config on the ``gt`` arm's spaces (10 expert demonstrations + 2,000 random
+online transitions, so that batches are half and half as in training): per repeat, ``--steps``
+rounds, each timed in wall-clock ms and in CPU ms of this process (``time.process_time``,
+robust to other jobs on the machine); medians over all rounds. ``--baseline REV`` times the
+``agents/rlpd.py`` (+ ``agents/rlpd_networks.py``) of git revision ``REV`` the same way,
+alternating blocks of rounds with the current code (same data, seed and conditions), and
+checks that both give the same parameters after the warm-up rounds (max abs difference
+reported). Writes ``rl_throughput_update_rounds{_short}.csv`` / ``.json``.
+
 Outputs (atomic) in ``--out`` (default ``benchmarks/results/``): ``rl_throughput.csv`` (one row
 per arm x agent: agent steps/s median/min/max, ms per env step / act / update),
 ``rl_throughput_updates.csv`` (updates/s per learner incl. SB3), ``rl_throughput.json``
@@ -42,13 +57,21 @@ Usage::
 
     MUJOCO_GL=egl python -m benchmarks.rl_throughput [--steps 200] [--repeats 3]
         [--arms gt gt_render kp] [--agents rlpd_e2 rlpd_e10]
+        [--env-id S3K-CableInsertShort-v0]
+    python -m benchmarks.rl_throughput --updates-only --agents rlpd_e2 --steps 100
+        --repeats 10 [--baseline HEAD~1] [--out /tmp/rl]
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
+import subprocess
+import sys
+import tempfile
 import time
+import types
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -70,21 +93,37 @@ AGENTS = {"rlpd_e2": {"num_critics": 2, "num_min_critics": 2},
           "rlpd_e10": {"num_critics": 10, "num_min_critics": 2}}
 #: Targets of issue 15 (agent steps/s on the project's 2-core box).
 TARGETS = {"gt": 80.0, "kp": 25.0}
+#: Cable envs the arms can run on (``--env-id``).
+ENV_IDS = (ENV_ID, "S3K-CableInsertShort-v0")
 
 
-def make_arm(arm: str) -> gym.Env:
-    """The env of one arm (see the module docstring)."""
+def env_tag(env_id: str) -> str:
+    """Result-stem suffix of an env: ``""`` for the default CableInsert, ``"_short"`` for
+    ``S3K-CableInsertShort-v0`` (as ``benchmarks/cable_rlpd.py`` names it)."""
+    if env_id not in ENV_IDS:
+        raise ValueError(f"env_id: expected one of {ENV_IDS}, got {env_id!r}")
+    return "" if env_id == ENV_ID else "_" + env_id.removeprefix("S3K-CableInsert").removesuffix(
+        "-v0").lower()
+
+
+def make_arm(arm: str, env_id: str = ENV_ID) -> gym.Env:
+    """The env of one arm (see the module docstring) on cable env ``env_id``."""
+    env_tag(env_id)  # validates
     if arm == "gt":
-        return make_env(relative=False)
+        return make_env(relative=False, env_id=env_id)
     if arm == "gt_render":
-        return make_env(relative=False, images=True, image_size=32)
+        return make_env(relative=False, images=True, image_size=32, env_id=env_id)
     if arm == "kp":
         from s3k_envs.checkpoints import default_checkpoint
         from s3k_envs.wrappers.keypoints import KeypointObservation
 
-        base = gym.make(ENV_ID, image_size=128, disable_env_checker=True)
-        return KeypointObservation(base, default_checkpoint(ENV_ID), keep=GRIPPER_KEYS,
-                                   confidence=False, torch_threads=1)
+        try:
+            checkpoint = default_checkpoint(env_id)
+        except FileNotFoundError:  # the short env: same cameras and keypoints
+            checkpoint = default_checkpoint(ENV_ID)
+        base = gym.make(env_id, image_size=128, disable_env_checker=True)
+        return KeypointObservation(base, checkpoint, keep=GRIPPER_KEYS, confidence=False,
+                                   torch_threads=1)
     raise ValueError(f"arm: expected one of {ARMS}, got {arm!r}")
 
 
@@ -174,6 +213,132 @@ def sb3_updates_per_s(algo: str, n: int, obs_dim: int = 22, action_dim: int = 6)
     return time_updates(lambda: model.train(gradient_steps=1, batch_size=256), n)
 
 
+def load_baseline(rev: str) -> types.ModuleType:
+    """``agents/rlpd.py`` (and ``agents/rlpd_networks.py`` where the revision has it) of git
+    revision ``rev``, imported as the separate module ``_rlpd_baseline.rlpd`` (to time the
+    current code against it in one process).
+
+    Raises:
+        ValueError: ``git show`` cannot read the file at ``rev`` (the message has git's).
+    """
+
+    def show(path: str) -> tuple[str | None, str]:
+        res = subprocess.run(["git", "show", f"{rev}:{path}"], cwd=common.REPO_ROOT,
+                             capture_output=True, text=True, check=False)
+        return (res.stdout if res.returncode == 0 else None), res.stderr.strip()
+
+    source, err = show("agents/rlpd.py")
+    if source is None:
+        raise ValueError(f"--baseline: expected a git revision with agents/rlpd.py, got "
+                         f"{rev!r} ({err})")
+    networks, _ = show("agents/rlpd_networks.py")
+    with tempfile.TemporaryDirectory(prefix="rlpd_baseline_") as tmp:
+        pkg = Path(tmp) / "_rlpd_baseline"
+        pkg.mkdir()
+        (pkg / "__init__.py").write_text("")
+        if networks is not None:
+            (pkg / "rlpd_networks.py").write_text(networks)
+        (pkg / "rlpd.py").write_text(source.replace("from agents.rlpd_networks",
+                                                    "from _rlpd_baseline.rlpd_networks"))
+        for name in [m for m in sys.modules if m.split(".")[0] == "_rlpd_baseline"]:
+            del sys.modules[name]  # another revision imported earlier in this process
+        sys.path.insert(0, tmp)
+        try:
+            return importlib.import_module("_rlpd_baseline.rlpd")
+        finally:
+            sys.path.remove(tmp)
+
+
+def update_agent(module: types.ModuleType, env: gym.Env, demos: list[dict[str, Any]],
+                 name: str, online: int = 2000, seed: int = 0) -> Any:
+    """An RLPD agent of ``module`` (``agents.rlpd`` or a baseline) with config ``name`` of
+    :data:`AGENTS` (UTD 1) on ``env``'s spaces, holding ``demos`` and ``online`` random
+    transitions (demonstration observations + N(0, 0.01) noise, uniform actions, N(0, 1)
+    rewards, 2 % terminal): what a training run's buffers look like, for timing."""
+    agent = module.RLPD(env.observation_space, env.action_space, demos,
+                        module.RLPDConfig(utd=1, **AGENTS[name]), seed=seed)
+    rng = np.random.default_rng(seed)
+    pool = np.concatenate([np.asarray(ep["observations"], np.float32) for ep in demos])
+    space = env.action_space
+    for _ in range(online):
+        obs, next_obs = (pool[rng.integers(len(pool))] + rng.normal(0, 0.01, pool.shape[1])
+                         for _ in range(2))
+        agent.observe(obs.astype(np.float32), rng.uniform(space.low, space.high),
+                      float(rng.normal()), next_obs.astype(np.float32), bool(rng.random() < 0.02))
+    return agent
+
+
+def time_update_rounds(agents: dict[str, Any], rounds: int, repeats: int
+                       ) -> dict[str, dict[str, list[float]]]:
+    """Per agent, the wall-clock and process-CPU seconds of each of ``repeats`` x ``rounds``
+    ``update()`` calls; the agents take turns, one block of ``rounds`` at a time, so that
+    they see the same machine load."""
+    out: dict[str, dict[str, list[float]]] = {k: {"wall": [], "cpu": []} for k in agents}
+    for _ in range(repeats):
+        for key, agent in agents.items():
+            for _ in range(rounds):
+                t, c = time.perf_counter(), time.process_time()
+                agent.update()
+                out[key]["wall"].append(time.perf_counter() - t)
+                out[key]["cpu"].append(time.process_time() - c)
+    return out
+
+
+def updates_only(args: argparse.Namespace) -> dict[str, Any]:
+    """The ``--updates-only`` mode (module docstring); returns the JSON document written."""
+    import agents.rlpd as current
+
+    tag = env_tag(args.env_id)
+    baseline = load_baseline(args.baseline) if args.baseline else None
+    load_before = loadavg()
+    env = make_env(relative=False, env_id=args.env_id)
+    demos, _ = record_demos(10, seed=0, relative=False, env_id=args.env_id)
+    warmup = 10
+    rows: list[dict[str, Any]] = []
+    for name in args.agents:
+        agents: dict[str, Any] = {}
+        for key, module in (("baseline", baseline), ("current", current)):
+            if module is not None:
+                agents[key] = update_agent(module, env, demos, name)  # reseeds torch
+                for _ in range(warmup):
+                    agents[key].update()
+        diff = None
+        if baseline is not None:
+            diff = max(float((p.detach() - q.detach()).abs().max())
+                       for m in ("actor", "critic", "critic_target")
+                       for p, q in zip(getattr(agents["baseline"], m).parameters(),
+                                       getattr(agents["current"], m).parameters(), strict=True))
+        times = time_update_rounds(agents, args.steps, args.repeats)
+        for key, t in times.items():
+            row = {"agent": name, "code": key if key == "current" else f"baseline {args.baseline}",
+                   "update_ms_wall_median": 1000 * common.median(t["wall"]),
+                   "update_ms_cpu_median": 1000 * common.median(t["cpu"]),
+                   "update_ms_cpu_mean": 1000 * float(np.mean(t["cpu"])),
+                   "rounds": len(t["cpu"]),
+                   "max_abs_param_diff_after_warmup": diff}
+            rows.append(row)
+            print(f"{name:16s} {row['code']:20s} update {row['update_ms_wall_median']:6.2f} ms "
+                  f"wall (median), {row['update_ms_cpu_median']:6.2f} ms CPU (median), "
+                  f"{row['update_ms_cpu_mean']:6.2f} ms CPU (mean), {row['rounds']} rounds",
+                  flush=True)
+        if diff is not None:
+            print(f"{name:16s} max |param difference| after {warmup} warm-up rounds: {diff:.3g}",
+                  flush=True)
+    env.close()
+    doc = {"benchmark": "rl_throughput_update_rounds", "env_id": args.env_id,
+           "rounds_per_block": args.steps, "repeats": args.repeats,
+           "warmup_rounds": warmup, "baseline": args.baseline, "rows": rows,
+           "torch_threads": torch.get_num_threads(), "loadavg_before": load_before,
+           "loadavg_after": loadavg(), "machine": common.machine_info()}
+    args.out.mkdir(parents=True, exist_ok=True)
+    stem = f"rl_throughput_update_rounds{tag}"
+    common.write_csv(args.out / f"{stem}.csv", rows,
+                     ["agent", "code", "update_ms_wall_median", "update_ms_cpu_median",
+                      "update_ms_cpu_mean", "rounds", "max_abs_param_diff_after_warmup"])
+    common.write_json(args.out / f"{stem}.json", doc)
+    return doc
+
+
 def loadavg() -> list[float] | None:
     """1/5/15-minute load averages (None where unavailable)."""
     try:
@@ -182,7 +347,7 @@ def loadavg() -> list[float] | None:
         return None
 
 
-def plot(rows: Sequence[dict[str, Any]], path: Path) -> None:
+def plot(rows: Sequence[dict[str, Any]], path: Path, env_id: str = ENV_ID) -> None:
     """Bars: ms per agent step split into env / act / update, per arm x agent; the agent
     steps/s above each bar; the targets as dashed lines in steps/s."""
     plt = common.use_agg()
@@ -200,7 +365,8 @@ def plot(rows: Sequence[dict[str, Any]], path: Path) -> None:
         ax.text(len(rows) - 0.5, 1000 / target, f"{arm} target {target:.0f}/s", ha="right",
                 va="bottom", fontsize=8, color="grey")
     ax.set_ylabel("ms per agent step (UTD 1, 1 torch thread)")
-    ax.set_title("CableInsert training loop: env step + act + one update")
+    name = env_id.removeprefix("S3K-").removesuffix("-v0")
+    ax.set_title(f"{name} training loop: env step + act + one update")
     ax.legend(loc="upper left")
     common.save_figure(fig, path)
     plt.close(fig)
@@ -215,13 +381,27 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--agents", nargs="+", default=list(AGENTS), choices=list(AGENTS))
     parser.add_argument("--no-sb3", action="store_true", help="skip the SB3 update timings")
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--env-id", default=ENV_ID, choices=ENV_IDS,
+                        help="cable env of the arms (the result stem names a non-default one: "
+                             "rl_throughput_short.*)")
+    parser.add_argument("--updates-only", action="store_true",
+                        help="time only RLPD update rounds (no env loop, no SB3): "
+                             "rl_throughput_update_rounds.*")
+    parser.add_argument("--baseline", default=None, metavar="REV",
+                        help="with --updates-only: also time agents/rlpd.py of this git "
+                             "revision, alternating with the current code")
     args = parser.parse_args(argv)
+    if args.baseline and not args.updates_only:
+        parser.error("--baseline: expected together with --updates-only")
     torch.set_num_threads(1)
+    if args.updates_only:
+        return updates_only(args)
+    tag = env_tag(args.env_id)
     load_before = loadavg()
-    world_demos, _ = record_demos(10, seed=0, relative=False)
+    world_demos, _ = record_demos(10, seed=0, relative=False, env_id=args.env_id)
     rows: list[dict[str, Any]] = []
     for arm in args.arms:
-        env = make_arm(arm)
+        env = make_arm(arm, args.env_id)
         try:
             demos = demos_for(arm, env, world_demos)
             for name in args.agents:
@@ -248,7 +428,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         finally:
             env.close()
     updates: list[dict[str, Any]] = []
-    space_env = make_env(relative=False)
+    space_env = make_env(relative=False, env_id=args.env_id)
     for name in args.agents:
         agent = RLPD(space_env.observation_space, space_env.action_space, world_demos,
                      RLPDConfig(utd=1, **AGENTS[name]))
@@ -264,19 +444,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                             "max": max(ups)})
     for u in updates:
         print(f"{u['learner']:32s} {u['updates_per_s']:6.1f} updates/s", flush=True)
-    doc = {"benchmark": "rl_throughput", "steps": args.steps, "repeats": args.repeats,
+    doc = {"benchmark": "rl_throughput", "env_id": args.env_id, "steps": args.steps,
+           "repeats": args.repeats,
            "rows": rows, "updates": updates, "targets": TARGETS,
            "loadavg_before": load_before, "loadavg_after": loadavg(),
            "machine": common.machine_info()}
     args.out.mkdir(parents=True, exist_ok=True)
-    common.write_csv(args.out / "rl_throughput.csv", rows,
+    common.write_csv(args.out / f"rl_throughput{tag}.csv", rows,
                      ["arm", "agent", "agent_steps_per_s", "agent_steps_per_s_min",
                       "agent_steps_per_s_max", "agent_steps_per_cpu_s", "env_ms", "act_ms",
                       "update_ms", "target"])
-    common.write_csv(args.out / "rl_throughput_updates.csv", updates,
+    common.write_csv(args.out / f"rl_throughput{tag}_updates.csv", updates,
                      ["learner", "updates_per_s", "min", "max"])
-    common.write_json(args.out / "rl_throughput.json", doc)
-    plot(rows, args.out / "rl_throughput.png")
+    common.write_json(args.out / f"rl_throughput{tag}.json", doc)
+    plot(rows, args.out / f"rl_throughput{tag}.png", args.env_id)
     return doc
 
 
