@@ -13,7 +13,7 @@ Evaluations (env id, checkpoint, extra env options):
 * S3K-Box-v0 and S3K-BoxDistractors-v0 with the Box checkpoint (trained on BoxDistractors
   frames, pool 0) — plus BoxDistractors pool 3 (distractors never seen in training);
 * S3K-Shoes-v0 on the 12 training shoes and on the 4 held-out shoes (``instances="test"``);
-* S3K-CableInsert-v0.
+* S3K-CableInsert-v0 and S3K-CableInsertShort-v0 (each with its own checkpoint).
 
 Outputs (atomically) in ``--out`` (default ``benchmarks/results/``):
 ``shipped_checkpoints.csv`` / ``.json`` (rows, settings, machine info, command) and ``.png``.
@@ -49,6 +49,7 @@ EVALUATIONS: list[tuple[str, str, str, dict[str, Any], int, float]] = [
     ("Shoes (4 held-out shoes)", "S3K-Shoes-v0", "S3K-Shoes-v0", {"instances": "test"}, 10,
      0.3),
     ("CableInsert", "S3K-CableInsert-v0", "S3K-CableInsert-v0", {}, 25, 0.2),
+    ("CableInsertShort", "S3K-CableInsertShort-v0", "S3K-CableInsertShort-v0", {}, 25, 0.2),
 ]
 CSV_COLUMNS = ("evaluation", "env_id", "checkpoint", "samples", "median_mm", "mean_mm",
                "p90_mm", "rms_px", "per_keypoint_median_mm", "checkpoint_kb")

@@ -163,6 +163,7 @@ SHIPPED_LABELS = {
     "Shoes (training shoes)": "Shoes (training shoes)",
     "Shoes (4 held-out shoes)": "Shoes (4 held-out shoes)",
     "CableInsert": "CableInsert",
+    "CableInsertShort": "CableInsertShort",
 }
 INFERENCE_LABELS = {  # keypoint_inference variant -> README row text
     "stride2-add-fused-nhwc": "**default**: stride 2, additive skips, BatchNorm folded, "
