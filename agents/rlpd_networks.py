@@ -4,6 +4,13 @@ LayerNorm) and the tanh-squashed Gaussian actor.
 
 Tensors are ``(B, D)`` batches (observations normalised, actions in ``[-1, 1]``); ensemble
 outputs are ``(E, B)``.
+
+Written for one CPU thread (``benchmarks/rl_throughput.py --updates-only``): at batch 256 and
+256 x 256 layers an update round's matrix products take ~7 ms, the rest is element-wise
+passes over ``(E, B, H)`` activations and per-op overhead; the Q head avoids ``bmm`` with a
+size-1 axis (slow on CPUs), LayerNorm uses the kernel with an (identity) affine and one
+``addcmul`` for the per-member scale and shift. ``tests/test_rlpd_update_reference.py``
+checks the update against a plain re-implementation of the math.
 """
 
 from __future__ import annotations
