@@ -164,7 +164,7 @@ def reference_rounds(agent: RLPD, rounds: int) -> dict[str, Any]:
             opts["alpha"].step()
         diag = {"critic_loss": float(critic_loss.detach()),
                 "actor_loss": float(actor_loss.detach()),
-                "q_mean": float(qs.mean()), "target_mean": float(y.mean())}
+                "q_mean": float(qs.detach().mean()), "target_mean": float(y.mean())}
     return {"actor": actor, "critic": critic, "critic_target": target,
             "log_alpha": log_alpha.detach(), "diag": diag}
 
