@@ -91,6 +91,20 @@ def table(name: str, template: str, items: Sequence[tuple[str, Callable[[], dict
     return [Claim(f"{name}[{rid}]", template, values) for rid, values in items]
 
 
+def _spread_row(refs: str, method: str, label: str) -> dict[str, Any]:
+    """A row of the README's spread-reference table: push_mpc_quick4_spread-<refs> (MPC)
+    and descriptor_refs_<refs> (the reference set's xy spread and 3D error)."""
+    summary = doc(f"push_mpc_quick4_spread-{refs}")["summary"][method]
+    pooled = summary["pooled"]
+    out = {"label": label, "o": summary["over_seeds"], "n": pooled["episodes"],
+           "ok": round(pooled["success_rate"] * pooled["episodes"]), "spread": "–", "err": "–"}
+    if method == "descriptor":
+        r = doc(f"descriptor_refs_{refs}")
+        out["spread"] = f"{r['references']['xy_spread_mm']:.1f} mm"
+        out["err"] = f"{r['descriptor_keypoints']['median_mm']:.2f} mm"
+    return out
+
+
 def _ka(labels: int, alpha: float) -> dict[str, Any]:
     return one("keypoint_accuracy", labels=labels, alpha=alpha)
 
@@ -623,6 +637,16 @@ CLAIMS: list[Claim] = [
                                 ("push_mpc_quick_cameras-top", "2 top-down views"),
                                 ("push_mpc_quick_cameras-low", "2 low views (seed 0)"),
                                 ("push_mpc_quick_occluder", "card in front of 2 cameras"))]),
+    *table("push_mpc spread references",
+           "| {label} | {spread} | {err} | {ok}/{n} | "
+           "{o[position_cm_median][mean]:.2f} ± {o[position_cm_median][std]:.2f} cm | "
+           "{o[angle_deg_median][mean]:.1f} ± {o[angle_deg_median][std]:.1f} deg |",
+           [(rid, functools.partial(_spread_row, *args)) for rid, args in (
+               ("true", ("shipped", "true", "true keypoints (3 corners), for reference")),
+               ("shipped", ("shipped", "descriptor",
+                            "shipped references (best score first, >= 3 cm apart)")),
+               ("farthest", ("farthest_c200_f0.8", "descriptor",
+                             "farthest point, 200 candidates, score >= 0.8 x best")))]),
     # ---- cable expert (expert_cable.json)
     Claim("expert_cable",
           "Cable expert over {episodes} seeded episodes (`python -m benchmarks.expert_cable`, "
