@@ -15,6 +15,7 @@ and give the values in ``values`` (a function of the loaded files; helpers :func
 
 from __future__ import annotations
 
+import csv
 import functools
 import json
 import math
@@ -103,6 +104,32 @@ def _spread_row(refs: str, method: str, label: str) -> dict[str, Any]:
         out["spread"] = f"{r['references']['xy_spread_mm']:.1f} mm"
         out["err"] = f"{r['descriptor_keypoints']['median_mm']:.2f} mm"
     return out
+
+
+SHORT_STEM = "cable_rl_rlpd_full_short_10k"
+
+
+def _first_pass_text(row: dict[str, Any], pct: int) -> str:
+    """``5,518 steps [4,934–6,159] (5/5 seeds)`` or ``never (0/5)`` for a cable_rl row."""
+    n, seeds = row[f"first_{pct}_true_seeds"], row["seeds"]
+    if not n:
+        return f"never (0/{seeds})"
+    lo, hi = row[f"first_{pct}_true_steps_min"], row[f"first_{pct}_true_steps_max"]
+    return (f"{row[f'first_{pct}_true_steps_mean']:,.0f} steps [{lo:,.0f}–{hi:,.0f}] "
+            f"({n}/{seeds}{' seeds' if n == seeds else ''})")
+
+
+@functools.cache
+def _short_ends(arm: str) -> dict[str, int]:
+    """How the held-out episodes of one arm of SHORT_STEM ended (its _eval.csv)."""
+    with open(RESULTS / f"{SHORT_STEM}_eval.csv", newline="", encoding="utf-8") as f:
+        eps = [r for r in csv.DictReader(f) if r["arm"] == arm]
+    rule_only = [r for r in eps if r["success_true"] == "0" and r["success_keypoint"] == "1"]
+    return {"episodes": len(eps), "rule_only": len(rule_only),
+            "rule_only_below_3cm": sum(float(r["final_insertion_error_m"]) < 0.03
+                                       for r in rule_only),
+            "time": sum(r["success_keypoint"] == "0" and r["left_safety_box"] == "0"
+                        and int(r["length"]) == 40 for r in eps)}
 
 
 def _ka(labels: int, alpha: float) -> dict[str, Any]:
@@ -615,6 +642,37 @@ CLAIMS: list[Claim] = [
           "{c[1][s]}/{c[1][n]} against {c[2][s]}/{c[2][n]} and {c[3][s]}/{c[3][n]})",
           lambda: {"c": [_rlpd_run(f"rel_e2_utd4_t0.01_nobackupent_tl_vel_{x}_10000", "", 0)
                          for x in ("short_s0", "short_s1", "s0", "s1")]}),
+    # ---- cable_rl on the short task (cable_rl_rlpd_full_short_10k.*)
+    *table("cable_rl short 10k",
+           "| {label} | {r[eval_success_true_mean]:.2f} ± {r[eval_success_true_sd]:.2f} "
+           "[{r[eval_success_true_min]:.2f}–{r[eval_success_true_max]:.2f}] | "
+           "{r[eval_success_keypoint_mean]:.2f} | {r[final_train_success_true_mean]:.2f} | "
+           "{p50} | {p80} |",
+           [(arm, functools.partial(lambda arm, label: {
+               "label": label, "r": one(SHORT_STEM, arm=arm),
+               "p50": _first_pass_text(one(SHORT_STEM, arm=arm), 50),
+               "p80": _first_pass_text(one(SHORT_STEM, arm=arm), 80)}, arm, label))
+            for arm, label in (("kp", "S3K keypoints"), ("gt", "true keypoints"))]),
+    Claim("cable_rl short 10k setup",
+          "5 seeds x 10,000 steps** (RLPD, the paper's\n`S3K-CableInsertShort-v0` with its own "
+          "shipped keypoint model, {e} held-out episodes per seed,\nrolling success over "
+          "{w:,} steps",
+          lambda: {"e": doc(SHORT_STEM)["config"]["eval_episodes"],
+                   "w": doc(SHORT_STEM)["config"]["window"]}),
+    Claim("cable_rl short 10k keypoint-rule curves",
+          "(left panel: {kp:.2f} against {gt:.2f} at 10,000\nsteps)",
+          lambda: {"kp": one(SHORT_STEM, arm="kp")["final_train_success_keypoint_mean"],
+                   "gt": one(SHORT_STEM, arm="gt")["final_train_success_keypoint_mean"]}),
+    Claim("cable_rl short 10k failures",
+          "Of its {n} held-out episodes, {rule} were\n\"inserted\" by the keypoint rule but not "
+          "by the truth, {near} of them with a true insertion\nerror below 3.0 cm",
+          lambda: {"n": _short_ends("kp")["episodes"], "rule": _short_ends("kp")["rule_only"],
+                   "near": _short_ends("kp")["rule_only_below_3cm"]}),
+    Claim("cable_rl short 10k time limits",
+          "fumbles at the socket rim until the time limit ({kp} of {n} for S3K keypoints, {gt} "
+          "for true\nkeypoints)",
+          lambda: {"kp": _short_ends("kp")["time"], "gt": _short_ends("gt")["time"],
+                   "n": _short_ends("kp")["episodes"]}),
     # ---- push_mpc (push_mpc_quick.json)
     *table("push_mpc quick",
            "| {label} | {s0:.0f} / {s1:.0f} % | "
