@@ -542,6 +542,16 @@ CLAIMS: list[Claim] = [
             + " | {env_ms:.1f} | {update_ms:.1f} |",
             functools.partial(one, "rl_throughput", arm=arm, agent=agent))
       for arm_cell, agent_cell, arm, agent, bold in RL_THROUGHPUT_ROWS],
+    *[Claim(f"rl_throughput_short[{arm},{agent}]",
+            f"| {arm_cell} | {agent_cell} | {{agent_steps_per_s:.0f}} | "
+            "{agent_steps_per_cpu_s:.0f} | {env_ms:.1f} | {update_ms:.1f} |",
+            functools.partial(one, "rl_throughput_short", arm=arm, agent=agent))
+      for arm_cell, agent_cell, arm, agent in (
+          ("`gt` (no rendering)", "`rlpd_e2` (2 critics, batch 256)", "gt", "rlpd_e2"),
+          ("`gt`", "`rlpd_e2_b128_d2` (batch 128, actor every 2nd step)", "gt",
+           "rlpd_e2_b128_d2"),
+          ("`kp` (4 x 128 px + S3K model)", "`rlpd_e2`", "kp", "rlpd_e2"),
+          ("`kp`", "`rlpd_e2_b128_d2`", "kp", "rlpd_e2_b128_d2"))],
     Claim("rl_throughput updates",
           "`RLPD` {e2:.0f} (with LayerNorm, actor every update), Stable-Baselines3 SAC "
           "{sac:.0f}, SB3 TD3 {td3:.0f}",
