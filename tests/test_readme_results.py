@@ -662,7 +662,17 @@ CLAIMS: list[Claim] = [
                "label": label, "r": one(SHORT_STEM, arm=arm),
                "p50": _first_pass_text(one(SHORT_STEM, arm=arm), 50),
                "p80": _first_pass_text(one(SHORT_STEM, arm=arm), 80)}, arm, label))
-            for arm, label in (("kp", "S3K keypoints"), ("gt", "true keypoints"))]),
+            for arm, label in (("kp", "S3K keypoints"), ("vae", "beta-VAE latent"),
+                               ("gt", "true keypoints"))]),
+    Claim("cable_rl short 10k VAE probe",
+          "Its latent ({v[num_frames]:,} unlabelled frames of the rig, {m:.0f}\nCPU-min of "
+          "training, {p[active_units_variance]}/{p[latent_dim]} latents active) carries the "
+          "geometry too coarsely: a linear probe\nfrom it to the true keypoints on "
+          "{p[num_test]} held-out frames is off by **{p[test][median]:.1f} mm** (median; "
+          "predicting\nthe mean position: {p[mean_baseline][median]:.1f} mm), the S3K model by "
+          "**{p[keypoint_model][median]:.1f} mm**",
+          lambda: {"v": doc(SHORT_STEM)["vae"], "m": doc(SHORT_STEM)["vae"]["elapsed_s"] / 60,
+                   "p": doc(SHORT_STEM)["linear_probe"]}),
     Claim("cable_rl short 10k setup",
           "5 seeds x 10,000 steps** (RLPD, the paper's\n`S3K-CableInsertShort-v0` with its own "
           "shipped keypoint model, {e} held-out episodes per seed,\nrolling success over "
