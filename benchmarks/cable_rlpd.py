@@ -352,8 +352,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                              "then names it: ..._short_s0_...)")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
-    env_tag = ("" if args.env_id == ENV_ID else "_" + args.env_id.removeprefix(
-        "S3K-CableInsert").removesuffix("-v0").lower())
+    name = common.cable_task_name(args.env_id)
+    env_tag = f"_{name}" if name else ""
     tag = args.tag or (f"{'rel' if args.relative else 'world'}_e{args.critics}_utd{args.utd}"
                        f"_t{args.init_temperature:g}{'_nodemos' if args.no_demos else ''}"
                        f"{'_nobackupent' if args.no_backup_entropy else ''}"

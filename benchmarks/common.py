@@ -45,6 +45,17 @@ ENV_VARS = (
 
 
 # ---------------------------------------------------------------------------- machine info
+#: The cable tasks the cable benchmarks accept (``--env-id``); the first is the default.
+CABLE_ENV_IDS = ("S3K-CableInsert-v0", "S3K-CableInsertShort-v0")
+
+
+def cable_task_name(env_id: str) -> str:
+    """Short name of a cable task id for result stems and work directories: ``""`` for
+    ``S3K-CableInsert-v0``, ``"short"`` for ``S3K-CableInsertShort-v0`` (any
+    ``S3K-CableInsert<Name>-v0``: ``"<name>"``)."""
+    return env_id.removeprefix("S3K-CableInsert").removesuffix("-v0").lower()
+
+
 def cpu_model() -> str:
     """CPU model name (``/proc/cpuinfo`` on Linux, else :func:`platform.processor`)."""
     try:

@@ -94,7 +94,7 @@ AGENTS = {"rlpd_e2": {"num_critics": 2, "num_min_critics": 2},
 #: Targets of issue 15 (agent steps/s on the project's 2-core box).
 TARGETS = {"gt": 80.0, "kp": 25.0}
 #: Cable envs the arms can run on (``--env-id``).
-ENV_IDS = (ENV_ID, "S3K-CableInsertShort-v0")
+ENV_IDS = common.CABLE_ENV_IDS
 
 
 def env_tag(env_id: str) -> str:
@@ -102,8 +102,8 @@ def env_tag(env_id: str) -> str:
     ``S3K-CableInsertShort-v0`` (as ``benchmarks/cable_rlpd.py`` names it)."""
     if env_id not in ENV_IDS:
         raise ValueError(f"env_id: expected one of {ENV_IDS}, got {env_id!r}")
-    return "" if env_id == ENV_ID else "_" + env_id.removeprefix("S3K-CableInsert").removesuffix(
-        "-v0").lower()
+    name = common.cable_task_name(env_id)
+    return f"_{name}" if name else ""
 
 
 def make_arm(arm: str, env_id: str = ENV_ID) -> gym.Env:

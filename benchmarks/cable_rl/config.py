@@ -25,10 +25,10 @@ import numpy as np
 
 from benchmarks import common
 
-ENV_ID = "S3K-CableInsert-v0"
+ENV_ID = common.CABLE_ENV_IDS[0]
 #: The cable tasks of ``--env-id`` (the first is the default) and the short name each adds to
 #: result stems and work directories (none for the default: its files keep their names).
-ENV_IDS = {"S3K-CableInsert-v0": "", "S3K-CableInsertShort-v0": "short"}
+ENV_IDS = {e: common.cable_task_name(e) for e in common.CABLE_ENV_IDS}
 #: Camera resolution of the ``kp`` and ``vae`` arms, px (the shipped checkpoint's).
 IMAGE_SIZE = 128
 #: Camera resolution of the ``gt`` arm, px: it never looks at its images.
