@@ -119,6 +119,39 @@ def _first_pass_text(row: dict[str, Any], pct: int) -> str:
             f"({n}/{seeds}{' seeds' if n == seeds else ''})")
 
 
+AGENT_KP = "cable_agent_keypoints_short"
+
+
+def _mm(x: float) -> str:
+    """``-1.9`` as the README writes it (one decimal, typographic minus)."""
+    return minus(f"{x:.1f}")
+
+
+@functools.cache
+def _agent_kp_csv(model: str, phase: str) -> dict[str, float]:
+    """``plug_tip`` error (mm) and the insertion-error bias quantiles of one model and phase
+    of AGENT_KP's CSV."""
+    with open(RESULTS / f"{AGENT_KP}.csv", newline="", encoding="utf-8") as f:
+        row = next(r for r in csv.DictReader(f) if r["checkpoint"] == model
+                   and r["phase"] == phase and r["keypoint"] == "plug_tip")
+    return {"n": int(row["frames"]), "tip": float(row["median_mm"]),
+            "tip90": float(row["p90_mm"]), "b": float(row["insertion_error_bias_median_mm"]),
+            "b10": float(row["insertion_error_bias_p10_mm"]),
+            "b90": float(row["insertion_error_bias_p90_mm"])}
+
+
+def _agent_kp_row(model: str, phase: str, label: str) -> dict[str, Any]:
+    """A row of the README's agent-frames table."""
+    r = _agent_kp_csv(model, phase)
+    return {"model": model, "label": label, "n": r["n"], "tip": r["tip"], "tip90": r["tip90"],
+            "b": _mm(r["b"]), "b10": _mm(r["b10"]), "b90": _mm(r["b90"])}
+
+
+def _agent_kp_near(model: str) -> dict[str, Any]:
+    """AGENT_KP's near-threshold bias quantiles (mm) of one model."""
+    return doc(AGENT_KP)["results"][model]["bias_near_threshold_mm"]
+
+
 @functools.cache
 def _short_ends(arm: str) -> dict[str, int]:
     """How the held-out episodes of one arm of SHORT_STEM ended (its _eval.csv)."""
@@ -674,8 +707,9 @@ CLAIMS: list[Claim] = [
           lambda: {"v": doc(SHORT_STEM)["vae"], "m": doc(SHORT_STEM)["vae"]["elapsed_s"] / 60,
                    "p": doc(SHORT_STEM)["linear_probe"]}),
     Claim("cable_rl short 10k setup",
-          "5 seeds x 10,000 steps** (RLPD, the paper's\n`S3K-CableInsertShort-v0` with its own "
-          "shipped keypoint model, {e} held-out episodes per seed,\nrolling success over "
+          "5 seeds x 10,000 steps** (RLPD, the paper's\n`S3K-CableInsertShort-v0` with the "
+          "task's first keypoint model (since retrained, below), {e} held-out episodes per "
+          "seed,\nrolling success over "
           "{w:,} steps",
           lambda: {"e": doc(SHORT_STEM)["config"]["eval_episodes"],
                    "w": doc(SHORT_STEM)["config"]["window"]}),
@@ -693,6 +727,38 @@ CLAIMS: list[Claim] = [
           "for true\nkeypoints)",
           lambda: {"kp": _short_ends("kp")["time"], "gt": _short_ends("gt")["time"],
                    "n": _short_ends("kp")["episodes"]}),
+    # ---- the cable keypoint model on a kp agent's frames (cable_agent_keypoints_short.*)
+    *table("cable_agent_keypoints",
+           "| {model} | {label} ({n}) | {tip:.1f} / {tip90:.1f} mm | {b} [{b10}, {b90}] mm |",
+           [(f"{model} {phase}", functools.partial(_agent_kp_row, model, phase, label))
+            for model in ("first", "shipped")
+            for phase, label in (("rim", "plug on the socket's rim"),
+                                 ("inside", "tip inside the socket"))]),
+    Claim("cable_agent_keypoints threshold",
+          "(true error within {band:.0f} cm of {thr:.1f} cm, {n} frames) the first model's "
+          "reading is\nunbiased but scattered (p10 {p10} mm, p90 {p90} mm)",
+          lambda: {"band": doc(AGENT_KP)["settings"]["band"] * 100,
+                   "thr": doc(AGENT_KP)["rule"]["success_threshold"] * 100,
+                   "n": _agent_kp_near("first")["frames"],
+                   "p10": _mm(_agent_kp_near("first")["p10"]),
+                   "p90": _mm(_agent_kp_near("first")["p90"])}),
+    Claim("cable_agent_keypoints early ends",
+          "{ko} of the {n} episodes ended \"inserted\" with the\nplug not in",
+          lambda: {"ko": doc(AGENT_KP)["episode_ends"]["keypoint_only"],
+                   "n": doc(AGENT_KP)["settings"]["episodes"]}),
+    Claim("cable_agent_keypoints rim",
+          "The agent spends a third of its frames ({rim} of {n}) with the plug on the\nrim",
+          lambda: {"rim": doc(AGENT_KP)["phase_frames"]["rim"], "n": doc(AGENT_KP)["frames"]}),
+    Claim("cable_agent_keypoints rim tail",
+          "by {p10} mm or more in a tenth of those frames",
+          lambda: {"p10": f"{-_agent_kp_csv('first', 'rim')['b10']:.1f}"}),
+    Claim("cable_agent_keypoints shipped",
+          "it reads the plug inside {b} mm high, so\nthe rule fires after the true insertion "
+          "rather than before (on the same frames {e1} episode\nwould have ended early "
+          "instead of {e0})",
+          lambda: {"b": f"{_agent_kp_csv('shipped', 'inside')['b']:.1f}",
+                   "e1": doc(AGENT_KP)["results"]["shipped"]["early_episodes"],
+                   "e0": doc(AGENT_KP)["results"]["first"]["early_episodes"]}),
     # ---- push_mpc (push_mpc_quick.json)
     *table("push_mpc quick",
            "| {label} | {s0:.0f} / {s1:.0f} % | "
