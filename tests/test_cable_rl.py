@@ -10,6 +10,7 @@ import json
 import math
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import gymnasium as gym
@@ -270,3 +271,26 @@ def test_ablation_variants_are_valid_ddpgfd_command_lines(tmp_path: Path) -> Non
         cfg = parse_args([*cable_rl_ablation.cable_rl_flags("quick"), *flags,
                           "--work-dir", str(tmp_path / name)])
         assert cfg.agent_kind == "ddpgfd", name
+
+
+def test_probe_cache_names_checkpoints_relative_to_the_repository(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """probe.json must not keep the absolute path of the checkout (or git worktree) that ran
+    the probe: results aggregated from another checkout would carry it into committed files."""
+    from benchmarks import common
+    from benchmarks.cable_rl import stages
+
+    ckpt = common.REPO_ROOT / "assets" / "checkpoints" / "S3K-CableInsert-v0.pt"
+    vae = tmp_path / "vae.pt"
+    vae.write_bytes(b"vae")
+    monkeypatch.setattr(stages, "_dataset_params", lambda root: {"seed": 1})
+    monkeypatch.setattr(stages, "linear_probe", lambda *a, keypoint_model, **k: {
+        "num_test": 1, "test": {"median": 1.0, "p90": 2.0}, "mean_baseline": {"median": 3.0},
+        "keypoint_model": {"checkpoint": str(keypoint_model), "median": 0.5, "p90": 0.9}})
+    cfg = SimpleNamespace(keypoint_checkpoint=ckpt)
+    result, reused = stages.stage_probe(cfg, tmp_path, vae, tmp_path)
+    assert not reused
+    assert result["keypoint_model"]["checkpoint"] == "assets/checkpoints/S3K-CableInsert-v0.pt"
+    cached = json.loads((tmp_path / "probe.json").read_text())["result"]
+    assert cached["keypoint_model"]["checkpoint"] == result["keypoint_model"]["checkpoint"]
+    assert stages.stage_probe(cfg, tmp_path, vae, tmp_path) == (result, True)

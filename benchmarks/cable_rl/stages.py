@@ -260,8 +260,10 @@ def stage_probe(cfg: Config, work: Path, vae_path: Path, probe_dir: Path
         old = read_json(path)
         if old.get("stamp") == want:
             return old["result"], True
-    result = linear_probe(vae_path, probe_dir, test_fraction=0.3, seed=0,
-                          keypoint_model=cfg.keypoint_checkpoint)
+    # Paths relative to the repository that ran it (a run from a git worktree would otherwise
+    # leave the worktree's absolute path in the committed results).
+    result = common.repo_relative(linear_probe(vae_path, probe_dir, test_fraction=0.3, seed=0,
+                                               keypoint_model=cfg.keypoint_checkpoint))
     common.write_json(path, {"stamp": want, "result": result})
     kp = result["keypoint_model"]
     log(f"linear probe on {result['num_test']} test samples: VAE latent -> keypoints median "
