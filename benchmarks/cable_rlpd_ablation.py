@@ -24,14 +24,15 @@ variant               cable_rlpd flags
 ====================  ====================================================================
 
 Runs are made in-process (``benchmarks.cable_rlpd.main``) into a work directory
-``--work-dir/<profile>/`` (default ``runs/cable_rlpd_ablation``; the committed single-run
+``--work-dir/<profile>[_<task>]/`` (default ``runs/cable_rlpd_ablation``; ``_short`` for
+``--env-id S3K-CableInsertShort-v0``; the committed single-run
 files in ``benchmarks/results`` are not touched), tag ``<variant>_s<seed>_<steps>``. A run
 whose JSON exists there with the same arguments is not repeated: rerun the same command to
 resume. After every run, and with ``--aggregate-only``, the table is rewritten from the runs
 present; the JSON names the (variant, seed) runs that are missing.
 
 Outputs (atomic) in ``--out`` (default ``benchmarks/results``; the work directory for
-``--smoke``), stem ``cable_rlpd_ablation_<profile>``: ``.csv`` (one row per variant: held-out
+``--smoke``), stem ``cable_rlpd_ablation_<profile>[_<task>]``: ``.csv`` (one row per variant: held-out
 success mean / min / max over seeds, training success over the last 1,000 env steps, agent
 steps/s), ``.json`` (rows, every run's arguments and summary, missing runs, machine info and
 command), ``.png`` (rolling training success vs env steps per variant; held-out success bars
@@ -50,6 +51,7 @@ Usage::
     MUJOCO_GL=egl python -m benchmarks.cable_rlpd_ablation --quick [--variants base utd1]
     MUJOCO_GL=egl python -m benchmarks.cable_rlpd_ablation --full [--seeds 0 1 2]
     MUJOCO_GL=egl python -m benchmarks.cable_rlpd_ablation --quick --aggregate-only
+    MUJOCO_GL=egl python -m benchmarks.cable_rlpd_ablation --full --env-id S3K-CableInsertShort-v0
 """
 
 from __future__ import annotations
@@ -114,7 +116,10 @@ CSV_COLUMNS = ["variant", "flags", "seeds_done", "seeds_missing", "eval_episodes
 def run_argv(variant: str, seed: int, settings: Mapping[str, Any], work: Path) -> list[str]:
     """cable_rlpd's command line of one (variant, seed) run writing into ``work``."""
     steps = int(settings["steps"])
-    return [*VARIANTS[variant], "--steps", str(steps), "--seed", str(seed),
+    env_id = settings.get("env_id", common.CABLE_ENV_IDS[0])
+    # The default task is not named, so runs made before --env-id existed still match.
+    env = [] if env_id == common.CABLE_ENV_IDS[0] else ["--env-id", env_id]
+    return [*VARIANTS[variant], *env, "--steps", str(steps), "--seed", str(seed),
             "--demos", str(settings["demos"]), "--eval-episodes",
             str(settings["eval_episodes"]), "--tag", f"{variant}_s{seed}_{steps}",
             "--out", str(work), "--save-dir", str(work / "agents")]
@@ -339,7 +344,8 @@ def write_results(a: argparse.Namespace, settings: Mapping[str, Any], work: Path
         "missing_variants": [v for v in a.variants if v not in {r["variant"] for r in rows}],
         "runs": runs, "machine": common.machine_info()})
     n_runs = len(runs)
-    title = (f"RLPD ablation on CableInsert, true keypoints ({a.profile}: "
+    task = settings.get("env_id", common.CABLE_ENV_IDS[0]).removeprefix("S3K-").removesuffix("-v0")
+    title = (f"RLPD ablation on {task}, true keypoints ({a.profile}: "
              f"{settings['steps']} steps, {n_runs} run{'s' * (n_runs != 1)}"
              f"{', incomplete' if missing else ''})")
     plot(rows, curves, out_dir / f"{stem}.png", title)
@@ -365,6 +371,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     for prof in PROFILES:
         g.add_argument(f"--{prof}", action="store_const", dest="profile", const=prof)
     p.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
+    p.add_argument("--env-id", choices=common.CABLE_ENV_IDS, default=common.CABLE_ENV_IDS[0],
+                   help="cable task; other than the default, its short name is added to the "
+                        "work directory and the result stem (..._full_short)")
     p.add_argument("--seeds", type=int, nargs="+", default=None, help="override the profile's")
     p.add_argument("--steps", type=int, default=None, help="override the profile's env steps")
     p.add_argument("--demos", type=int, default=None,
@@ -386,9 +395,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     for key in ("steps", "demos", "eval_episodes"):
         if int(settings[key]) < 1:
             p.error(f"--{key.replace('_', '-')} must be >= 1, got {settings[key]}")
-    work = a.work_dir / a.profile
+    settings["env_id"] = a.env_id
+    name = common.cable_task_name(a.env_id)
+    suffix = f"_{name}" if name else ""
+    work = a.work_dir / f"{a.profile}{suffix}"
     out_dir = a.out or (work if a.profile == "smoke" else common.RESULTS_DIR)
-    stem = f"cable_rlpd_ablation_{a.profile}"
+    stem = f"cable_rlpd_ablation_{a.profile}{suffix}"
     a.failed = []
     if not a.aggregate_only:
         work.mkdir(parents=True, exist_ok=True)

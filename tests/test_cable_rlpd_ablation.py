@@ -45,6 +45,20 @@ def test_matches_compares_flags_and_switches():
     assert not abl.matches({}, argv)
 
 
+def test_short_task_runs_name_it_and_default_runs_do_not():
+    short = abl.run_argv("base", 0, abl.PROFILES["quick"] | {"env_id": "S3K-CableInsertShort-v0"},
+                         Path("w"))
+    assert short[short.index("--env-id") + 1] == "S3K-CableInsertShort-v0"
+    default = abl.run_argv("base", 0, abl.PROFILES["quick"], Path("w"))
+    assert "--env-id" not in default  # runs made before --env-id existed still match
+    args = {"steps": 3000, "seed": 0, "demos": 51, "eval_episodes": 20, "relative": True,
+            "no_backup_entropy": True, "time_limit": True, "velocity": True,
+            "init_temperature": 0.01, "fixed_temperature": True, "utd": 4, "critics": 2,
+            "tag": "base_s0_3000", "env_id": "S3K-CableInsertShort-v0"}
+    assert abl.matches({"args": args}, short)
+    assert not abl.matches({"args": args | {"env_id": "S3K-CableInsert-v0"}}, short)
+
+
 def _read(path):
     with open(path, newline="", encoding="utf-8") as f:
         return list(csv.DictReader(f))
