@@ -23,6 +23,7 @@ from benchmarks.cable_rl.config import (
     EPISODE_COLUMNS,
     GRIPPER_KEYS,
     SUMMARY_COLUMNS,
+    file_sha256,
     rolling_success,
     seed_stats,
 )
@@ -173,6 +174,8 @@ def test_smoke_pipeline_interrupted_resumed_and_cached(tmp_path: Path,
         assert 0.0 <= row["eval_success_keypoint_mean"] <= 1.0
         assert 0.0 <= row["eval_success_true_mean"] <= 1.0
     assert summary["machine"]["command"] and summary["config"]["profile"] == "smoke"
+    assert summary["keypoint_checkpoint_sha256"] == file_sha256(
+        summary["config"]["keypoint_checkpoint"])
     probe = summary["linear_probe"]
     assert probe["keypoint_model"]["median"] >= 0 and probe["test"]["median"] >= 0
     per_arm = summary["demonstrations"]["per_arm"]

@@ -130,6 +130,8 @@ def run(cfg: Config) -> dict[str, Any]:
     summary = {
         "benchmark": "cable_rl", "profile": cfg.profile, "agent": cfg.agent_kind,
         "env_id": cfg.env_id,
+        # Which keypoint model the kp / vae arms saw (the file at a path can be replaced).
+        "keypoint_checkpoint_sha256": ctx.kp_sha,
         "machine": machine, "config": cfg.to_json(), "columns": list(SUMMARY_COLUMNS),
         "rows": summary_rows, "stages": stage.records,
         "stages_wall_s": sum(r["wall_s"] for r in stage.records.values()),
