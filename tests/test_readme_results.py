@@ -107,16 +107,18 @@ def _spread_row(refs: str, method: str, label: str) -> dict[str, Any]:
 
 
 SHORT_STEM = "cable_rl_rlpd_full_short_10k"
+SHORT40_STEM = "cable_rl_rlpd_full_short"
 
 
-def _first_pass_text(row: dict[str, Any], pct: int) -> str:
-    """``5,518 steps [4,934–6,159] (5/5 seeds)`` or ``never (0/5)`` for a cable_rl row."""
+def _first_pass_text(row: dict[str, Any], pct: int, seeds_word: bool = False) -> str:
+    """``5,518 steps [4,934–6,159] (5/5 seeds)`` or ``never (0/5)`` for a cable_rl row
+    (``seeds_word``: "seeds" also after a partial count, ``(4/5 seeds)``)."""
     n, seeds = row[f"first_{pct}_true_seeds"], row["seeds"]
     if not n:
         return f"never (0/{seeds})"
     lo, hi = row[f"first_{pct}_true_steps_min"], row[f"first_{pct}_true_steps_max"]
     return (f"{row[f'first_{pct}_true_steps_mean']:,.0f} steps [{lo:,.0f}–{hi:,.0f}] "
-            f"({n}/{seeds}{' seeds' if n == seeds else ''})")
+            f"({n}/{seeds}{' seeds' if n == seeds or seeds_word else ''})")
 
 
 AGENT_KP = "cable_agent_keypoints_short"
@@ -153,9 +155,9 @@ def _agent_kp_near(model: str) -> dict[str, Any]:
 
 
 @functools.cache
-def _short_ends(arm: str) -> dict[str, int]:
-    """How the held-out episodes of one arm of SHORT_STEM ended (its _eval.csv)."""
-    with open(RESULTS / f"{SHORT_STEM}_eval.csv", newline="", encoding="utf-8") as f:
+def _short_ends(arm: str, stem: str = SHORT_STEM) -> dict[str, int]:
+    """How the held-out episodes of one arm of a cable_rl result (its _eval.csv) ended."""
+    with open(RESULTS / f"{stem}_eval.csv", newline="", encoding="utf-8") as f:
         eps = [r for r in csv.DictReader(f) if r["arm"] == arm]
     rule_only = [r for r in eps if r["success_true"] == "0" and r["success_keypoint"] == "1"]
     return {"episodes": len(eps), "rule_only": len(rule_only),
@@ -685,6 +687,41 @@ CLAIMS: list[Claim] = [
           "{c[1][s]}/{c[1][n]} against {c[2][s]}/{c[2][n]} and {c[3][s]}/{c[3][n]})",
           lambda: {"c": [_rlpd_run(f"rel_e2_utd4_t0.01_nobackupent_tl_vel_{x}_10000", "", 0)
                          for x in ("short_s0", "short_s1", "s0", "s1")]}),
+    # ---- cable_rl on the short task at 40k (cable_rl_rlpd_full_short.*, partial)
+    *table("cable_rl short 40k",
+           "| {label} | {r[eval_success_true_mean]:.2f} [{r[eval_success_true_min]:.2f}–"
+           "{r[eval_success_true_max]:.2f}] | {r[eval_success_keypoint_mean]:.2f} | "
+           "{r[final_train_success_true_mean]:.2f} | {r[final_train_success_keypoint_mean]:.2f} | "
+           "{p50} | {p80} |",
+           [(arm, functools.partial(lambda arm, label: {
+               "label": label, "r": one(SHORT40_STEM, arm=arm),
+               "p50": _first_pass_text(one(SHORT40_STEM, arm=arm), 50, seeds_word=True),
+               "p80": _first_pass_text(one(SHORT40_STEM, arm=arm), 80, seeds_word=True)},
+               arm, label))
+            for arm, label in (("kp", "S3K keypoints"), ("gt", "true keypoints"))]),
+    Claim("cable_rl short 40k seeds",
+          "at the paper's 40,000 steps — {n} of 5 seeds so far** (seeds {s0}\nand {s1} of the "
+          "`kp` and `gt` arms",
+          lambda: {"n": len(doc(SHORT40_STEM)["config"]["seeds"]),
+                   "s0": doc(SHORT40_STEM)["config"]["seeds"][0],
+                   "s1": doc(SHORT40_STEM)["config"]["seeds"][1]}),
+    Claim("cable_rl short 40k held-out episodes",
+          "{e} held-out episodes per seed;\n[CSV](benchmarks/results/cable_rl_rlpd_full_short.csv)",
+          lambda: {"e": doc(SHORT40_STEM)["config"]["eval_episodes"]}),
+    Claim("cable_rl short 40k keypoint-rule curves",
+          "the curves lie on each other; {kp:.2f}\nagainst {gt:.2f} at 40,000 steps)",
+          lambda: {"kp": one(SHORT40_STEM, arm="kp")["final_train_success_keypoint_mean"],
+                   "gt": one(SHORT40_STEM, arm="gt")["final_train_success_keypoint_mean"]}),
+    Claim("cable_rl short 40k failures",
+          "of the S3K agent's {n} held-out episodes, {rule} end\n\"inserted\" by the rule but "
+          "not by the truth ({near} of them with a true error below 3.0 cm), and\n{time} run "
+          "out of time at the rim (true keypoints: {gt_rule} and {gt_time})",
+          lambda: {"n": _short_ends("kp", SHORT40_STEM)["episodes"],
+                   "rule": _short_ends("kp", SHORT40_STEM)["rule_only"],
+                   "near": _short_ends("kp", SHORT40_STEM)["rule_only_below_3cm"],
+                   "time": _short_ends("kp", SHORT40_STEM)["time"],
+                   "gt_rule": _short_ends("gt", SHORT40_STEM)["rule_only"],
+                   "gt_time": _short_ends("gt", SHORT40_STEM)["time"]}),
     # ---- cable_rl on the short task (cable_rl_rlpd_full_short_10k.*)
     *table("cable_rl short 10k",
            "| {label} | {r[eval_success_true_mean]:.2f} ± {r[eval_success_true_sd]:.2f} "
