@@ -106,6 +106,13 @@ def _spread_row(refs: str, method: str, label: str) -> dict[str, Any]:
     return out
 
 
+ABLATION_SHORT_LABELS = (
+    ("base", "base: 51 demos, UTD 4, 2 LayerNorm critics, socket-relative, plug motion + time "
+             "left"),
+    ("no_demos", "no demonstrations"), ("utd1", "UTD 1"),
+    ("no_layer_norm", "no LayerNorm in the critics"),
+    ("critics10", "10 critics (REDQ ensemble), min over 2"),
+    ("world", "world-frame positions"), ("no_velocity_time", "no plug motion, no time left"))
 SHORT_STEM = "cable_rl_rlpd_full_short_10k"
 SHORT40_STEM = "cable_rl_rlpd_full_short"
 
@@ -655,6 +662,32 @@ CLAIMS: list[Claim] = [
                 ("critics10", "10 critics (REDQ ensemble), min over 2"),
                 ("world", "world-frame positions"),
                 ("no_velocity_time", "no plug motion, no time left"))]),
+    *table("cable_rlpd ablation short",
+           "| {label} | {r[eval_success_mean]:.2f} | {r[train_success_last1k_mean]:.2f} | "
+           "{r[agent_steps_per_s_mean]:.1f} |",
+           [(v, functools.partial(lambda v, label: {
+               "label": label, "r": one("cable_rlpd_ablation_quick_short", variant=v)}, v,
+               label))
+            for v, label in ABLATION_SHORT_LABELS]),
+    Claim("cable_rlpd ablation short setup",
+          "true keypoints, {n} seed x {steps:,} steps, where the base\nagent is about to pass "
+          "80 %; {e} held-out episodes each",
+          lambda: {"n": len(one("cable_rlpd_ablation_quick_short", variant="base")["seeds_done"]
+                            .split()),
+                   "steps": one("cable_rlpd_ablation_quick_short", variant="base")["steps"],
+                   "e": one("cable_rlpd_ablation_quick_short", variant="base")["eval_episodes"]}),
+    Claim("cable_rlpd ablation short reading",
+          "(world-frame positions: {w:.2f}\nheld-out), then the demonstrations ({d:.2f} "
+          "without), LayerNorm ({ln:.2f} without) and an update-to-\ndata ratio above 1 "
+          "({u:.2f} at UTD 1, in the same number of env steps). The 10-critic ensemble\nis "
+          "ahead ({c:.2f}) at {x:.0f}x the CPU per step",
+          lambda: {**{k: one("cable_rlpd_ablation_quick_short", variant=v)["eval_success_mean"]
+                      for k, v in (("w", "world"), ("d", "no_demos"), ("ln", "no_layer_norm"),
+                                   ("u", "utd1"), ("c", "critics10"))},
+                   "x": one("cable_rlpd_ablation_quick_short", variant="base")[
+                       "agent_steps_per_s_mean"] / one("cable_rlpd_ablation_quick_short",
+                                                       variant="critics10")[
+                       "agent_steps_per_s_mean"]}),
     Claim("cable_rlpd ablation setup",
           "true keypoints, {n} seeds x {steps:,} steps, {e} held-out episodes each",
           lambda: {"n": len(one("cable_rlpd_ablation_quick", variant="base")["seeds_done"]
