@@ -204,6 +204,18 @@ def test_smoke_pipeline_interrupted_resumed_and_cached(tmp_path: Path,
     # 4. Other settings in the same work directory: refused with the reason, exit status 2.
     assert main([*argv, "--steps", "120"]) == 2
 
+    # 5. --aggregate-only with a seed that never ran and an arm without a finished run:
+    #    nothing is trained, the finished runs are summarised and the others listed.
+    (work / "runs" / "gt" / "seed_0" / "result.json").rename(tmp_path / "gt_result.json")
+    assert main([*argv, "--seeds", "0", "1", "--aggregate-only"]) == 0
+    summary = json.loads((work / "cable_rl_smoke.json").read_text())
+    assert [(r["arm"], r["seeds"]) for r in summary["rows"]] == [("kp", 1), ("vae", 1)]
+    assert {(m["arm"], m["seed"]) for m in summary["missing_runs"]} == {
+        ("kp", 1), ("vae", 1), ("gt", 0), ("gt", 1)}
+    assert not (work / "runs" / "kp" / "seed_1").exists()
+    assert {r["arm"] for r in _rows(work / "cable_rl_smoke_eval.csv")} == {"kp", "vae"}
+    assert main([*argv, "--seeds", "7", "--aggregate-only"]) == 2  # nothing has finished
+
 
 def test_ablation_training_curve_averages_seeds(tmp_path: Path) -> None:
     from benchmarks import cable_rl_ablation

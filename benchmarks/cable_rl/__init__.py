@@ -109,6 +109,9 @@ Pipeline, every step cached under ``WORK = --work-dir/<profile>`` (default
    start from ``TRAIN_SEED_BASE + 1000 * seed``), ``eval.csv``; then ``result.json`` marks the
    run done. A rerun skips finished (arm, seed) runs, resumes an interrupted one from its
    checkpoint, and refuses (with the reason) to reuse a run made with other settings.
+   ``--aggregate-only`` trains nothing: it writes the outputs from the finished runs (per
+   arm, the seeds that have finished; the JSON's ``missing_runs`` names the rest, and arms
+   with no finished run are left out, so no VAE is trained for them).
 
 Outputs (atomic) in ``--out`` (default ``benchmarks/results/`` for ``--quick`` / ``--full``,
 ``WORK`` for ``--smoke``), stem ``cable_rl_rlpd_<profile>`` (RLPD), ``cable_rl`` (DDPGfD
@@ -190,6 +193,7 @@ Usage::
     MUJOCO_GL=egl python -m benchmarks.cable_rl --full [--seeds 0 1 2 3 4] [--steps 40000]
         [--work-dir runs/cable_rl] [--out benchmarks/results] [--vae-checkpoint PATH]
     MUJOCO_GL=egl python -m benchmarks.cable_rl --smoke --work-dir /tmp/cable_rl  # ~0.5 min
+    MUJOCO_GL=egl python -m benchmarks.cable_rl --full --arms kp vae gt --aggregate-only
 """
 
 import os

@@ -34,6 +34,7 @@ from benchmarks.cable_rl.config import (
     RLPDParams,
     StageTimes,
     file_sha256,
+    log,
 )
 from benchmarks.cable_rl.report import (
     load_run_rows,
@@ -72,11 +73,33 @@ def run_task(ctx: RunContext, arm: str, seed: int) -> dict[str, Any]:
     return run_arm(ctx, arm, seed)
 
 
+def finished_runs_only(cfg: Config) -> tuple[Config, list[dict[str, Any]]]:
+    """For ``--aggregate-only``: the config without the arms that have no finished run, and
+    the (arm, seed) runs of ``cfg`` without a ``result.json`` in the work directory.
+
+    Raises:
+        FileNotFoundError: no run of ``cfg`` has finished.
+    """
+    missing = [{"arm": arm, "seed": seed} for seed in cfg.seeds for arm in cfg.arms
+               if not (run_directory(cfg, arm, seed) / "result.json").is_file()]
+    arms = tuple(a for a in cfg.arms
+                 if any({"arm": a, "seed": s} not in missing for s in cfg.seeds))
+    if not arms:
+        raise FileNotFoundError(f"--aggregate-only: no finished run of arms {cfg.arms}, seeds "
+                                f"{cfg.seeds} in {cfg.work}")
+    for m in missing:
+        log(f"--aggregate-only: {m['arm']} seed {m['seed']} has not finished; left out")
+    return dataclasses.replace(cfg, arms=arms), missing
+
+
 def run(cfg: Config) -> dict[str, Any]:
     """The whole pipeline; returns the summary dict written to ``<stem>.json``."""
     torch.set_num_threads(cfg.threads)
     work = cfg.work
     work.mkdir(parents=True, exist_ok=True)
+    missing: list[dict[str, Any]] = []
+    if cfg.aggregate_only:
+        cfg, missing = finished_runs_only(cfg)
     # DDPGfD keeps the file it always had; other agents time their own calls (stages 1-3
     # are shared through the caches of the work directory)
     stage = StageTimes(work / ("stage_timings.json" if cfg.agent_kind == "ddpgfd"
@@ -107,7 +130,8 @@ def run(cfg: Config) -> dict[str, Any]:
     with stage("4. training and evaluation") as flags:
         flags["reused"] = all((run_directory(cfg, arm, seed) / "result.json").exists()
                               for arm in cfg.arms for seed in cfg.seeds)
-        pairs = [(arm, seed) for seed in cfg.seeds for arm in cfg.arms]  # seed-major
+        pairs = [(arm, seed) for seed in cfg.seeds for arm in cfg.arms  # seed-major
+                 if {"arm": arm, "seed": seed} not in missing]
         if cfg.ray:
             # Every (arm, seed) run is a Ray task; runs write into the work directory as
             # locally (a file system all nodes see), and a retried run resumes.
@@ -133,7 +157,7 @@ def run(cfg: Config) -> dict[str, Any]:
         # Which keypoint model the kp / vae arms saw (the file at a path can be replaced).
         "keypoint_checkpoint_sha256": ctx.kp_sha,
         "machine": machine, "config": cfg.to_json(), "columns": list(SUMMARY_COLUMNS),
-        "rows": summary_rows, "stages": stage.records,
+        "rows": summary_rows, "missing_runs": missing, "stages": stage.records,
         "stages_wall_s": sum(r["wall_s"] for r in stage.records.values()),
         "runs_wall_s": sum(r["train_wall_s"] + r["eval_wall_s"] for r in results.values()),
         "wall_s_this_call": time.monotonic() - t_start,
@@ -249,6 +273,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="name of a variant of the profile (e.g. 10k): results <stem>_<tag>.*, "
                         "work directory WORK_DIR/<profile>_<tag>/")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--aggregate-only", action="store_true",
+                   help="train nothing: write the results from the (arm, seed) runs that have "
+                        "finished in the work directory (the others are listed as missing)")
     p.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
                    help="run every (arm, seed) as a Ray task: without ADDRESS on a local Ray "
                         "instance, else on the cluster at ADDRESS (docs/scaling.md)")
@@ -341,6 +368,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
         keypoint_checkpoint=Path(kp_ckpt), agent=agent, threads=a.threads, workers=a.workers,
         work_dir=a.work_dir, tag=a.tag, out=a.out or default_out, stem=stem,
         progress=not a.no_progress, ray=a.ray, agent_kind=a.agent, rlpd=rlpd, env_id=a.env_id,
+        aggregate_only=a.aggregate_only,
         **cfg_values)
 
 
@@ -349,7 +377,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     cfg = parse_args(argv)
     try:
         summary = run(cfg)
-    except CacheMismatchError as e:
+    except (CacheMismatchError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(markdown_summary(summary["rows"]))

@@ -238,6 +238,8 @@ class Config:
     # the learner: "rlpd" or "ddpgfd" (AGENTS); Config's default keeps older callers on DDPGfD
     agent_kind: str = "ddpgfd"
     rlpd: RLPDParams = RLPDParams()
+    # train nothing: summarise the (arm, seed) runs that have finished in the work directory
+    aggregate_only: bool = False
 
     @property
     def work(self) -> Path:

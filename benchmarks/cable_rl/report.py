@@ -49,6 +49,13 @@ def first_pass(end_steps: np.ndarray, success: np.ndarray, window: int, level: f
     return int(grid[hit[0]]) if hit.size else None
 
 
+def arm_seeds(cfg: Config, episodes: Sequence[Mapping[str, Any]], arm: str) -> list[int]:
+    """The seeds of ``cfg`` with episodes of ``arm`` (all of them, except after
+    ``--aggregate-only`` with unfinished runs)."""
+    present = {r["seed"] for r in episodes if r["arm"] == arm}
+    return [s for s in cfg.seeds if s in present]
+
+
 def pass_steps(cfg: Config, episodes: Sequence[Mapping[str, Any]], arm: str
                ) -> dict[str, Any]:
     """Per :data:`PASS_LEVELS` level: the seeds' first-pass steps of the rolling *true*
@@ -59,7 +66,7 @@ def pass_steps(cfg: Config, episodes: Sequence[Mapping[str, Any]], arm: str
     for level in PASS_LEVELS:
         key = f"first_{round(100 * level)}_true"
         per_seed = []
-        for seed in cfg.seeds:
+        for seed in arm_seeds(cfg, episodes, arm):
             rows = [r for r in episodes if r["arm"] == arm and r["seed"] == seed]
             per_seed.append(first_pass(np.array([r["steps"] for r in rows], dtype=np.int64),
                                        np.array([r["success_true"] for r in rows], float),
@@ -79,7 +86,7 @@ def summarise(cfg: Config, results: Mapping[tuple[str, int], Mapping[str, Any]],
     :func:`load_run_rows`, also the first-pass steps of :func:`pass_steps`)."""
     rows = []
     for arm in cfg.arms:
-        res = [results[(arm, s)] for s in cfg.seeds]
+        res = [results[(arm, s)] for s in cfg.seeds if (arm, s) in results]
         row: dict[str, Any] = {"arm": arm, "observation": ARM_LABELS[arm],
                                "seeds": len(res), "steps": cfg.steps,
                                "eval_episodes": cfg.eval_episodes}
@@ -127,7 +134,8 @@ def plot(cfg: Config, episodes: Sequence[Mapping[str, Any]],
                            (axes[1], "success_true", "ground truth (env's own rule)")):
         for arm in cfg.arms:
             curves = []
-            for seed in cfg.seeds:
+            seeds = [s for s in cfg.seeds if (arm, s) in results]
+            for seed in seeds:
                 rows = [r for r in episodes if r["arm"] == arm and r["seed"] == seed]
                 end = np.array([r["steps"] for r in rows], dtype=np.int64)
                 s = np.array([r[key] for r in rows], dtype=np.float64)
@@ -138,9 +146,9 @@ def plot(cfg: Config, episodes: Sequence[Mapping[str, Any]],
                 warnings.simplefilter("ignore", RuntimeWarning)
                 mean, lo, hi = np.nanmean(c, 0), np.nanmin(c, 0), np.nanmax(c, 0)
             ax.plot(grid, mean, color=color, lw=1.8,
-                    label=f"{ARM_LABELS[arm]} (mean of {len(cfg.seeds)})")
+                    label=f"{ARM_LABELS[arm]} (mean of {len(seeds)})")
             ax.fill_between(grid, lo, hi, color=color, alpha=0.2, lw=0)
-            ev = [results[(arm, s)][f"eval_{key}"] for s in cfg.seeds]
+            ev = [results[(arm, s)][f"eval_{key}"] for s in seeds]
             x = cfg.steps * 1.02 + 0.01 * cfg.steps * ARMS.index(arm)
             ax.errorbar([x], [np.mean(ev)], yerr=[[np.mean(ev) - min(ev)], [max(ev) - np.mean(ev)]],
                         fmt="D", color=color, ms=5, capsize=3)
