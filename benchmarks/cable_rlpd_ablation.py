@@ -32,11 +32,11 @@ resume. After every run, and with ``--aggregate-only``, the table is rewritten f
 present; the JSON names the (variant, seed) runs that are missing.
 
 Outputs (atomic) in ``--out`` (default ``benchmarks/results``; the work directory for
-``--smoke``), stem ``cable_rlpd_ablation_<profile>[_<task>]``: ``.csv`` (one row per variant: held-out
-success mean / min / max over seeds, training success over the last 1,000 env steps, agent
-steps/s), ``.json`` (rows, every run's arguments and summary, missing runs, machine info and
-command), ``.png`` (rolling training success vs env steps per variant; held-out success bars
-with the min--max over seeds) and ``.md`` (the table).
+``--smoke``), stem ``cable_rlpd_ablation_<profile>[_<task>]``: ``.csv`` (one row per
+variant: held-out success mean / min / max over seeds, training success over the last 1,000
+env steps, agent steps/s), ``.json`` (rows, every run's arguments and summary, missing runs,
+machine info and command), ``.png`` (rolling training success vs env steps per variant;
+held-out success bars with the min--max over seeds) and ``.md`` (the table).
 
 Profiles: ``--smoke`` (60 steps, 1 seed, 2 demonstrations, 2 evaluation episodes: for the
 test), ``--quick`` (1 seed x 3,000 steps), ``--full`` (3 seeds x 10,000 steps).
@@ -61,6 +61,7 @@ import csv
 import json
 import math
 import os
+import re
 import sys
 import traceback
 from collections.abc import Mapping, Sequence
@@ -218,6 +219,13 @@ def rolling_success(episodes: Sequence[Mapping[str, Any]], steps: int,
     return xs, ys
 
 
+def run_command(command: str | None) -> str | None:
+    """A run's recorded command line without an absolute ``--out DIR``: that is where the
+    ablation that started the run wrote its table (a machine-specific path outside the
+    repository), which does not change the run."""
+    return None if command is None else re.sub(r"\s--out[ =]/\S+", "", command)
+
+
 def _stats(values: Sequence[float], prefix: str) -> dict[str, float]:
     vals = [v for v in values if not math.isnan(v)]
     if not vals:
@@ -259,7 +267,8 @@ def aggregate(variants: Sequence[str], seeds: Sequence[int], settings: Mapping[s
             per_seed_curves.append(rolling_success(eps, steps))
             machine = doc.get("machine", {})
             runs.append({"variant": name, "seed": seed, "tag": doc["tag"],
-                         "command": machine.get("command"), "date_utc": machine.get("date_utc"),
+                         "command": run_command(machine.get("command")),
+                         "date_utc": machine.get("date_utc"),
                          "args": doc["args"], "config": doc["config"],
                          "summary": {"eval": doc["eval"], "train_success_last1k": train,
                                      "train_episodes_last1k": n,

@@ -59,6 +59,15 @@ def test_short_task_runs_name_it_and_default_runs_do_not():
     assert not abl.matches({"args": args | {"env_id": "S3K-CableInsert-v0"}}, short)
 
 
+def test_run_command_drops_an_absolute_table_directory():
+    cmd = "python -m benchmarks.cable_rlpd_ablation --quick --out /tmp/x --steps 6"
+    assert abl.run_command(cmd) == "python -m benchmarks.cable_rlpd_ablation --quick --steps 6"
+    assert abl.run_command("python -m x --out=/abs/dir") == "python -m x"
+    assert abl.run_command("python -m x --out benchmarks/results") == \
+        "python -m x --out benchmarks/results"  # relative: kept
+    assert abl.run_command(None) is None
+
+
 def _read(path):
     with open(path, newline="", encoding="utf-8") as f:
         return list(csv.DictReader(f))
