@@ -44,7 +44,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
 import sys
 import time
@@ -65,8 +64,10 @@ from benchmarks.cable_socket_keypoints import (
     ABOVE_RADIUS,
     KEYPOINTS,
     gate_confidences,
+    parse_checkpoints,
     predict_all,
     predicted_errors,
+    sha256_file,
 )
 
 PHASES = ("inside", "rim", "above", "free")
@@ -325,14 +326,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                 f"{args.episodes}, {args.threads}, {args.band}")
     if not args.agent.is_file():
         p.error(f"--agent: expected an RLPD agent file, got {args.agent} (no such file)")
-    specs = args.checkpoint or [f"shipped={default_checkpoint(args.env_id)}"]
-    checkpoints: dict[str, Path] = {}
-    for spec in specs:
-        name, sep, path = spec.partition("=")
-        if not sep or not name or not Path(path).is_file() or name in checkpoints:
-            p.error(f"--checkpoint: expected NAME=PATH of an existing file with a new NAME, "
-                    f"got {spec!r}")
-        checkpoints[name] = Path(path)
+    checkpoints = parse_checkpoints(p, args.checkpoint
+                                    or [f"shipped={default_checkpoint(args.env_id)}"])
     torch.set_num_threads(args.threads)
     predictors = {n: KeypointPredictor.load(path) for n, path in checkpoints.items()}
     names = list(checkpoints)
@@ -354,7 +349,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "benchmark": "cable_agent_keypoints", "env_id": args.env_id,
         "agent": common.repo_relative(str(args.agent)),
         "checkpoints": {n: {"path": common.repo_relative(str(path)),
-                            "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
+                            "sha256": sha256_file(path)}
                         for n, path in checkpoints.items()},
         "observed_through": names[0], "rule": rule, "frames": len(frames["step"]),
         "episode_ends": {e: ends.count(e) for e in ENDS},

@@ -363,8 +363,22 @@ def plot(summary: Mapping[str, Any], frames: Mapping[str, np.ndarray], names: Se
     return out
 
 
-def _sha256(path: Path) -> str:
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file's bytes (names the checkpoint a result was made with)."""
     return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def parse_checkpoints(parser: argparse.ArgumentParser, specs: Sequence[str]) -> dict[str, Path]:
+    """``--checkpoint NAME=PATH`` values as ``{NAME: PATH}`` (in order); a malformed spec, a
+    missing file or a repeated NAME is a ``parser.error``."""
+    checkpoints: dict[str, Path] = {}
+    for spec in specs:
+        name, sep, path = spec.partition("=")
+        if not sep or not name or not Path(path).is_file() or name in checkpoints:
+            parser.error(f"--checkpoint: expected NAME=PATH of an existing file with a new "
+                         f"NAME, got {spec!r}")
+        checkpoints[name] = Path(path)
+    return checkpoints
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
@@ -403,13 +417,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         if getattr(args, key) < (1 if key in ("episodes", "threads") else 0):
             p.error(f"--{key.replace('_', '-')}: expected a non-negative count, got "
                     f"{getattr(args, key)}")
-    specs = args.checkpoint or [f"shipped={default_checkpoint(ENV_ID)}"]
-    checkpoints: dict[str, Path] = {}
-    for spec in specs:
-        name, sep, path = spec.partition("=")
-        if not sep or not name or not Path(path).is_file():
-            p.error(f"--checkpoint: expected NAME=PATH of an existing file, got {spec!r}")
-        checkpoints[name] = Path(path)
+    checkpoints = parse_checkpoints(p, args.checkpoint
+                                    or [f"shipped={default_checkpoint(ENV_ID)}"])
     torch.set_num_threads(args.threads)
     predictors = {n: KeypointPredictor.load(path) for n, path in checkpoints.items()}
     threshold = float(CableInsertEnv.default_options()["success_threshold"])
@@ -446,7 +455,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     stem = f"cable_socket_keypoints{args.tag}"
     doc = {
         "benchmark": "cable_socket_keypoints", "env_id": ENV_ID,
-        "checkpoints": {n: {"path": str(path), "sha256": _sha256(path)}
+        "checkpoints": {n: {"path": str(path), "sha256": sha256_file(path)}
                         for n, path in checkpoints.items()},
         "success_threshold_m": threshold, "frames": {k: len(v["step"]) for k, v in data.items()},
         "true_success_steps": [int(s) for s in

@@ -17,79 +17,14 @@ from __future__ import annotations
 
 import csv
 import functools
-import json
-import math
 import re
 import sys
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pytest
-
-REPO = Path(__file__).resolve().parent.parent
-RESULTS = REPO / "benchmarks" / "results"
-README = REPO / "README.md"
-
-
-# ---------------------------------------------------------------------------- loading
-@functools.cache
-def doc(stem: str) -> dict[str, Any]:
-    """``benchmarks/results/<stem>.json``."""
-    return json.loads((RESULTS / f"{stem}.json").read_text(encoding="utf-8"))
-
-
-def rows(stem: str, key: str = "rows", **where: Any) -> list[dict[str, Any]]:
-    """The rows (``doc[key]``) of a result file whose fields equal ``where``."""
-    return [r for r in doc(stem)[key] if all(_equal(r.get(k), v) for k, v in where.items())]
-
-
-def one(stem: str, key: str = "rows", **where: Any) -> dict[str, Any]:
-    """The single row of ``rows(stem, key, **where)``."""
-    found = rows(stem, key, **where)
-    assert len(found) == 1, f"{stem}.json {key}: {len(found)} rows match {where}"
-    return found[0]
-
-
-def _equal(a: Any, b: Any) -> bool:
-    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
-        return math.isclose(a, b)
-    return a == b
-
-
-def span(values: Iterable[float]) -> tuple[float, float]:
-    values = list(values)
-    return min(values), max(values)
-
-
-def minus(text: str) -> str:
-    """The README's typographic minus sign."""
-    return text.replace("-", "\u2212")
-
-
-def hundreds(x: float) -> str:
-    """``1,300`` for 1261: a step count rounded to hundreds."""
-    return f"{round(x, -2):,.0f}"
-
-
-# ---------------------------------------------------------------------------- claims
-@dataclass(frozen=True)
-class Claim:
-    """README text ``template`` whose fields come from ``values()`` (a dict)."""
-
-    name: str
-    template: str
-    values: Callable[[], dict[str, Any]] = field(default=lambda: {})
-
-    def text(self) -> str:
-        return self.template.format(**self.values())
-
-
-def table(name: str, template: str, items: Sequence[tuple[str, Callable[[], dict[str, Any]]]]
-          ) -> list[Claim]:
-    """One claim per table row: ``items`` = (row id, values of that row)."""
-    return [Claim(f"{name}[{rid}]", template, values) for rid, values in items]
+import readme_claims
+from readme_claims import README, RESULTS, Claim, doc, hundreds, minus, one, rows, span, table
 
 
 def _spread_row(refs: str, method: str, label: str) -> dict[str, Any]:
@@ -159,6 +94,14 @@ def _agent_kp_row(model: str, phase: str, label: str) -> dict[str, Any]:
 def _agent_kp_near(model: str) -> dict[str, Any]:
     """AGENT_KP's near-threshold bias quantiles (mm) of one model."""
     return doc(AGENT_KP)["results"][model]["bias_near_threshold_mm"]
+
+
+def _cable_rl_row(stem: str, arm: str, label: str, seeds_word: bool, **extra: Any
+                  ) -> dict[str, Any]:
+    """A row of a README cable_rl table: the arm's result row and its first-pass texts."""
+    r = one(stem, arm=arm)
+    return {"label": label, "r": r, "p50": _first_pass_text(r, 50, seeds_word),
+            "p80": _first_pass_text(r, 80, seeds_word), **extra}
 
 
 def _finished_seeds(stem: str, arm: str) -> list[int]:
@@ -733,11 +676,7 @@ CLAIMS: list[Claim] = [
            "{r[eval_success_true_max]:.2f}] | {r[eval_success_keypoint_mean]:.2f} | "
            "{r[final_train_success_true_mean]:.2f} | {r[final_train_success_keypoint_mean]:.2f} | "
            "{p50} | {p80} |",
-           [(arm, functools.partial(lambda arm, label, bold: {
-               "label": label, "r": one(SHORT40_STEM, arm=arm), "bold": bold,
-               "p50": _first_pass_text(one(SHORT40_STEM, arm=arm), 50, seeds_word=True),
-               "p80": _first_pass_text(one(SHORT40_STEM, arm=arm), 80, seeds_word=True)},
-               arm, label, bold))
+           [(arm, functools.partial(_cable_rl_row, SHORT40_STEM, arm, label, True, bold=bold))
             for arm, label, bold in (("kp", "S3K keypoints", "**"),
                                      ("gt", "true keypoints", ""))]),
     Claim("cable_rl short 40k seeds",
@@ -780,10 +719,7 @@ CLAIMS: list[Claim] = [
            "[{r[eval_success_true_min]:.2f}–{r[eval_success_true_max]:.2f}] | "
            "{r[eval_success_keypoint_mean]:.2f} | {r[final_train_success_true_mean]:.2f} | "
            "{p50} | {p80} |",
-           [(arm, functools.partial(lambda arm, label: {
-               "label": label, "r": one(SHORT_STEM, arm=arm),
-               "p50": _first_pass_text(one(SHORT_STEM, arm=arm), 50),
-               "p80": _first_pass_text(one(SHORT_STEM, arm=arm), 80)}, arm, label))
+           [(arm, functools.partial(_cable_rl_row, SHORT_STEM, arm, label, False))
             for arm, label in (("kp", "S3K keypoints"), ("vae", "beta-VAE latent"),
                                ("gt", "true keypoints"))]),
     Claim("cable_rl short 10k VAE probe",
@@ -985,7 +921,7 @@ def test_every_linked_result_file_is_checked(monkeypatch: pytest.MonkeyPatch) ->
         read.add(stem)
         return _real_doc(stem)
 
-    monkeypatch.setattr(sys.modules[__name__], "doc", recording_doc)
+    _patch_doc(monkeypatch, recording_doc)
     for claim in CLAIMS:
         claim.text()
     assert linked, "no links to benchmarks/results/ found in README.md"
@@ -1009,9 +945,15 @@ def test_a_changed_number_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
     assert claim.text() in readme_text()
     real = _real_doc("shipped_checkpoints")
     changed = {**real, "rows": [{**r, "median_mm": r["median_mm"] + 0.1} for r in real["rows"]]}
-    monkeypatch.setattr(sys.modules[__name__], "doc",
-                        lambda stem: changed if stem == "shipped_checkpoints" else _real_doc(stem))
+    _patch_doc(monkeypatch,
+               lambda stem: changed if stem == "shipped_checkpoints" else _real_doc(stem))
     assert claim.text() not in readme_text()
+
+
+def _patch_doc(monkeypatch: pytest.MonkeyPatch, replacement: Callable[[str], Any]) -> None:
+    """Swap ``doc`` where the claims look it up: this module and ``readme_claims``."""
+    monkeypatch.setattr(sys.modules[__name__], "doc", replacement)
+    monkeypatch.setattr(readme_claims, "doc", replacement)
 
 
 _real_doc = doc
