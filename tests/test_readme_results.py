@@ -813,9 +813,10 @@ CLAIMS: list[Claim] = [
            [(rid, functools.partial(_spread_row, *args)) for rid, args in (
                ("true", ("shipped", "true", "true keypoints (3 corners), for reference")),
                ("shipped", ("shipped", "descriptor",
-                            "shipped references (best score first, >= 3 cm apart)")),
+                            "best score first, >= 3 cm apart (shipped until 2026-12-05)")),
                ("farthest", ("farthest_c200_f0.8", "descriptor",
-                             "farthest point, 200 candidates, score >= 0.8 x best")))]),
+                             "farthest point, 200 candidates, score >= 0.8 x best "
+                             "(shipped now)")))]),
     # ---- cable expert (expert_cable.json)
     Claim("expert_cable",
           "Cable expert over {episodes} seeded episodes (`python -m benchmarks.expert_cable`, "
