@@ -142,6 +142,16 @@ def test_bad_methods_and_seeds() -> None:
         main([*TINY[:-4], "--seeds", "0,0"])
 
 
+def test_goal_episodes_default_to_the_env_time_limit() -> None:
+    """Without ``--eval-steps`` a goal episode is as long as the env's own episodes."""
+    from benchmarks.push_mpc.run import default_eval_steps
+
+    assert default_eval_steps(S.ENV_ID) == 60
+    assert default_eval_steps(S.SHOE_ENV_ID) == 80
+    with pytest.raises(ValueError, match="unknown push env 'S3K-Nope-v0'"):
+        default_eval_steps("S3K-Nope-v0")
+
+
 def test_latent_planner_goal_shape() -> None:
     model = KeypointDynamics(DynamicsConfig((13,), 2, hidden=(8,)))
     planner = LatentGoalPlanner(model, [-1, -1], [1, 1], MPPIConfig(horizon=2, samples=4,

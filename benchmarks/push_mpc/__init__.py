@@ -33,7 +33,8 @@ a beta-VAE latent, in the same env, from the same transitions, with the same pla
    order from the seed.
 4. **Evaluation** on ``--eval-episodes`` goal episodes (``goal_mode="pushes"``: the goal is
    where 1-3 simulated random pushes leave the box; reset seeds 10000 + i, never used for
-   data), each run for its full ``--eval-steps`` = 60 steps (no stop on success): MPPI
+   data), each run for its full ``--eval-steps`` (default the env's time limit: BoxPush 60,
+   ShoePush 80 steps; no stop on success): MPPI
    (:class:`~agents.mpc.MPPIPlanner`, replanning every step, 256 samples x 10 steps, random
    shooting + 3 MPPI rounds, planner noise from the seed and the episode). Cost: terminal +
    0.1 x running **mean keypoint distance** of the object rows to the method's goal
