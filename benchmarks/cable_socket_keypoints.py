@@ -48,6 +48,7 @@ later runs with other checkpoints.
 Usage::
 
     MUJOCO_GL=egl python -m benchmarks.cable_socket_keypoints [--episodes 20] \\
+        [--env-id S3K-CableInsertShort-v0] \\
         [--checkpoint shipped=assets/checkpoints/S3K-CableInsert-v0.pt] [--threads 1]
 """
 
@@ -95,8 +96,8 @@ def phase_of(keypoints: np.ndarray) -> str:
     return "above" if horizontal < ABOVE_RADIUS and 0.0 <= height <= ABOVE_HEIGHT else "free"
 
 
-def collect(kind: str, episodes: int, seed: int, extra_steps: int, noise: float
-            ) -> dict[str, np.ndarray]:
+def collect(kind: str, episodes: int, seed: int, extra_steps: int, noise: float,
+            env_id: str = ENV_ID) -> dict[str, np.ndarray]:
     """Run the episodes of one kind and record every frame (predictions come later,
     :func:`predict_all`).
 
@@ -106,6 +107,7 @@ def collect(kind: str, episodes: int, seed: int, extra_steps: int, noise: float
         seed: first reset seed; also seeds the action noise.
         extra_steps: ``expert``: control steps run after the first true success.
         noise: ``noisy``, ``reach``: std of the Gaussian noise on the actions.
+        env_id: the cable task (``S3K-CableInsert-v0`` or ``S3K-CableInsertShort-v0``).
 
     Returns:
         Per-frame arrays (N frames, reset frames included): ``episode``, ``step``,
@@ -118,9 +120,9 @@ def collect(kind: str, episodes: int, seed: int, extra_steps: int, noise: float
     from s3k_envs.envs.cable import insertion_error
     from s3k_envs.experts import make_expert
 
-    env = gym.make(ENV_ID, terminate_on_success=False)
+    env = gym.make(env_id, terminate_on_success=False)
     if list(env.unwrapped.keypoint_names) != list(KEYPOINTS):
-        raise RuntimeError(f"{ENV_ID}: expected keypoints {KEYPOINTS}, got "
+        raise RuntimeError(f"{env_id}: expected keypoints {KEYPOINTS}, got "
                            f"{env.unwrapped.keypoint_names}")
     expert = make_expert(env)
     rng = np.random.default_rng(seed)
@@ -333,7 +335,7 @@ def summarise(data: Mapping[str, Mapping[str, np.ndarray]], names: Sequence[str]
 
 
 def plot(summary: Mapping[str, Any], frames: Mapping[str, np.ndarray], names: Sequence[str],
-         path: Path) -> Path:
+         path: Path, env_id: str = ENV_ID) -> Path:
     """Left: plug_tip error vs steps since the true success (expert episodes), per
     checkpoint. Right: false-positive frames vs ``min_confidence``."""
     plt = common.use_agg()
@@ -356,7 +358,7 @@ def plot(summary: Mapping[str, Any], frames: Mapping[str, np.ndarray], names: Se
     bx.set_xlabel("min_confidence (gate on plug_tip, plug_base)")
     bx.set_ylabel("false-positive frames (true error > 5 cm)")
     bx.legend()
-    fig.suptitle(f"{ENV_ID}: keypoints in the socket and the keypoint success rule")
+    fig.suptitle(f"{env_id}: keypoints in the socket and the keypoint success rule")
     fig.tight_layout()
     out = common.save_figure(fig, path)
     plt.close(fig)
@@ -382,8 +384,12 @@ def parse_checkpoints(parser: argparse.ArgumentParser, specs: Sequence[str]) -> 
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    """Run the benchmark (see the module docstring) and write ``cable_socket_keypoints<tag>``
+    ``.{csv,json,png}``; returns the JSON document."""
     p = argparse.ArgumentParser(prog="python -m benchmarks.cable_socket_keypoints",
                                 description=__doc__.split("\n\n")[0])
+    p.add_argument("--env-id", choices=common.CABLE_ENV_IDS, default=ENV_ID,
+                   help="cable task (default the long-cable one)")
     p.add_argument("--checkpoint", action="append", default=None, metavar="NAME=PATH",
                    help="checkpoint to evaluate (repeatable; default the shipped one)")
     p.add_argument("--episodes", type=int, default=20, help="expert episodes")
@@ -409,7 +415,6 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     p.add_argument("--out", type=Path, default=common.RESULTS_DIR)
     args = p.parse_args(argv)
     from s3k_envs.checkpoints import default_checkpoint
-    from s3k_envs.envs.cable import CableInsertEnv
     from s3k_envs.keypoints.predictor import KeypointPredictor
 
     for key in ("episodes", "noisy_episodes", "random_episodes", "reach_episodes",
@@ -418,10 +423,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             p.error(f"--{key.replace('_', '-')}: expected a non-negative count, got "
                     f"{getattr(args, key)}")
     checkpoints = parse_checkpoints(p, args.checkpoint
-                                    or [f"shipped={default_checkpoint(ENV_ID)}"])
+                                    or [f"shipped={default_checkpoint(args.env_id)}"])
     torch.set_num_threads(args.threads)
     predictors = {n: KeypointPredictor.load(path) for n, path in checkpoints.items()}
-    threshold = float(CableInsertEnv.default_options()["success_threshold"])
+    probe_env = gym.make(args.env_id)
+    threshold = float(probe_env.unwrapped.options["success_threshold"])
+    probe_env.close()
     t0 = time.perf_counter()
     plan = {"expert": (args.episodes, args.seed, args.extra_steps, 0.0),
             "noisy": (args.noisy_episodes, args.seed + 10_000, 0, args.noise),
@@ -429,7 +436,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             "reach": (args.reach_episodes, args.seed + 30_000, 0, args.reach_noise)}
     data: dict[str, dict[str, np.ndarray]] = {}
     for kind, (n, seed, extra, noise) in plan.items():
-        key = json.dumps({"env_id": ENV_ID, "kind": kind, "episodes": n, "seed": seed,
+        key = json.dumps({"env_id": args.env_id, "kind": kind, "episodes": n, "seed": seed,
                           "extra_steps": extra, "noise": noise, "version": 1}, sort_keys=True)
         path = None if args.cache is None else args.cache / f"{kind}.npz"
         if path is not None and path.is_file():
@@ -438,7 +445,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                     data[kind] = {name: z[name] for name in z.files if name != "key"}
                     print(f"{kind}: frames from {path}", file=sys.stderr)
         if kind not in data:
-            data[kind] = collect(kind, n, seed, extra, noise)
+            data[kind] = collect(kind, n, seed, extra, noise, args.env_id)
             if path is not None:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 tmp = path.with_name(path.stem + ".tmp.npz")
@@ -454,7 +461,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
     stem = f"cable_socket_keypoints{args.tag}"
     doc = {
-        "benchmark": "cable_socket_keypoints", "env_id": ENV_ID,
+        "benchmark": "cable_socket_keypoints", "env_id": args.env_id,
         "checkpoints": {n: {"path": str(path), "sha256": sha256_file(path)}
                         for n, path in checkpoints.items()},
         "success_threshold_m": threshold, "frames": {k: len(v["step"]) for k, v in data.items()},
@@ -465,7 +472,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     }
     out = [common.write_csv(args.out / f"{stem}.csv", rows, CSV_COLUMNS),
            common.write_json(args.out / f"{stem}.json", doc),
-           plot(summary, data["expert"], names, args.out / f"{stem}.png")]
+           plot(summary, data["expert"], names, args.out / f"{stem}.png", args.env_id)]
     print(common.markdown_table(rows, [("checkpoint", "checkpoint", "s"), ("phase", "phase", "s"),
                                        ("keypoint", "keypoint", "s"), ("frames", "frames", "d"),
                                        ("median_mm", "median mm", ".1f"),
