@@ -64,7 +64,8 @@ models 1.3-1.6 min each, 20 goals per method 2-4 min, baselines) 25 min; seed 1 
 ``--full`` (the default): 600 episodes, 20,000 steps, a 6,000-step VAE, 100 goals, seeds
 0,1,2: 1.6 h wall here as two processes sharing the cache (``--methods true,s3k,descriptor``
 and ``--methods vae``) with another job running (data 6 min, VAE 21 min, each (method, seed)
-unit 6-8 min), then one cached call with all methods to write the combined result. Results: ``benchmarks/results/push_mpc_<tag>.{csv,json,png}``.
+unit 6-8 min), then one cached call with all methods to write the combined result.
+Results: ``benchmarks/results/push_mpc_<tag>.{csv,json,png}``.
 
 **Variants** (:mod:`benchmarks.push_mpc.variants`; they change only the evaluation scene or
 what perception sees, result stems ``push_mpc_<tag>_<variant>``): ``--cameras top|low`` (the
