@@ -721,10 +721,28 @@ CLAIMS: list[Claim] = [
            "{p50} | {p80} |",
            [(arm, functools.partial(_cable_rl_row, SHORT40_STEM, arm, label, True, bold=bold))
             for arm, label, bold in (("kp", "S3K keypoints", "**"),
+                                     ("vae", "beta-VAE latent", ""),
                                      ("gt", "true keypoints", ""))]),
     Claim("cable_rl short 40k seeds",
-          "(all {kp} seeds of the `kp` arm and of the true-keypoint arm;",
-          lambda: {"kp": _common_seed_count(SHORT40_STEM, "kp", "gt")}),
+          "(all {kp} seeds of the `kp` arm and of the true-keypoint arm; the beta-VAE arm has "
+          "{v} of 5 so\nfar, seeds {v0} and {v1}, the others resumable;",
+          lambda: {"kp": _common_seed_count(SHORT40_STEM, "kp", "gt"),
+                   "v": one(SHORT40_STEM, arm="vae")["seeds"],
+                   "v0": _finished_seeds(SHORT40_STEM, "vae")[0],
+                   "v1": _finished_seeds(SHORT40_STEM, "vae")[1]}),
+    Claim("cable_rl short 40k VAE",
+          "(2 seeds so far:\n{e:.2f} held-out, {tr:.2f} training success at the end, no seed "
+          "reaches 50 %; {e10:.2f} at 10,000 steps)",
+          lambda: {"e": one(SHORT40_STEM, arm="vae")["eval_success_true_mean"],
+                   "tr": one(SHORT40_STEM, arm="vae")["final_train_success_true_mean"],
+                   "e10": one(SHORT_STEM, arm="vae")["eval_success_true_mean"]}
+          if one(SHORT40_STEM, arm="vae")["seeds"] == 2
+          and one(SHORT40_STEM, arm="vae").get("first_50pct_seeds", 0) == 0 else {}),
+    Claim("cable_rl short 40k VAE probe",
+          "a linear probe\nfrom its latent to the true keypoints is off by {m:.1f} mm (median)",
+          lambda: {"m": doc(SHORT40_STEM)["linear_probe"]["test"]["median"]}
+          if doc(SHORT40_STEM)["vae"]["given_checkpoint"]
+          == "runs/cable_rl/full_short_10k/vae/model.pt" else {}),
     Claim("cable_rl short 40k held-out episodes",
           "{e} held-out episodes per seed;\n[CSV](benchmarks/results/cable_rl_rlpd_full_short.csv)",
           lambda: {"e": doc(SHORT40_STEM)["config"]["eval_episodes"]}),
