@@ -116,21 +116,47 @@ def repo_relative(obj: Any, root: str | os.PathLike[str] = REPO_ROOT) -> Any:
 
     Path objects become strings; in strings, each occurrence of ``root/`` that starts a path
     is dropped (also inside text such as ``"shipped checkpoint /repo/assets/x.pt"`` or
-    ``"--out=/repo/runs"``) and ``root`` itself becomes ``"."``. Paths outside ``root`` and
-    other values are kept as they are.
+    ``"--out=/repo/runs"``) and ``root`` itself becomes ``"."``. A top-level entry of ``root``
+    that is a symbolic link to a folder elsewhere (``runs -> /data/runs``, as in a git worktree
+    that shares another checkout's runs) counts as inside: a resolved ``/data/runs/x`` is
+    written ``runs/x``. Paths outside ``root`` and other values are kept as they are.
     """
     root = str(root).rstrip(os.sep)
+    prefixes = [(target + os.sep, name + os.sep) for target, name in _linked_folders(root)]
+    return _relative(obj, [*prefixes, (root + os.sep, "")])
+
+
+def _linked_folders(root: str) -> list[tuple[str, str]]:
+    """(resolved target, entry name) of each top-level symlink to a folder in ``root``,
+    longest target first (so that a nested target wins over the folder around it)."""
+    found = []
+    try:
+        entries = list(os.scandir(root))
+    except OSError:
+        return []
+    for entry in entries:
+        try:
+            if entry.is_symlink() and entry.is_dir():
+                found.append((os.path.realpath(entry.path), entry.name))
+        except OSError:
+            continue
+    return sorted(found, key=lambda item: -len(item[0]))
+
+
+def _relative(obj: Any, prefixes: Sequence[tuple[str, str]]) -> Any:
     if isinstance(obj, os.PathLike):
         obj = os.fspath(obj)
     if isinstance(obj, str):
-        if obj == root:
-            return "."
-        # Not preceded by a path or word character: "/x/repo/..." is another path.
-        return re.sub(r"(?<![\w.~/-])" + re.escape(root + os.sep), "", obj)
+        for prefix, replacement in prefixes:
+            if obj + os.sep == prefix:  # the folder itself
+                return replacement.rstrip(os.sep) or "."
+            # Not preceded by a path or word character: "/x/repo/..." is another path.
+            obj = re.sub(r"(?<![\w.~/-])" + re.escape(prefix), replacement, obj)
+        return obj
     if isinstance(obj, Mapping):
-        return {k: repo_relative(v, root) for k, v in obj.items()}
+        return {k: _relative(v, prefixes) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [repo_relative(v, root) for v in obj]
+        return [_relative(v, prefixes) for v in obj]
     return obj
 
 

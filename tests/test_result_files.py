@@ -83,6 +83,22 @@ def test_repo_relative() -> None:
         "outside": "/tmp/data", "n": 1.5}
 
 
+def test_repo_relative_follows_linked_top_level_folders(tmp_path: Path) -> None:
+    # A worktree whose runs/ links to another checkout's: paths resolved through the link
+    # still come out repository-relative.
+    shared = tmp_path / "main" / "runs"
+    (shared / "x").mkdir(parents=True)
+    repo = tmp_path / "worktree"
+    repo.mkdir()
+    (repo / "runs").symlink_to(shared, target_is_directory=True)
+    (repo / "notes.txt").symlink_to(tmp_path / "elsewhere.txt")  # not a folder: ignored
+    doc = {"cache": str(shared / "x" / "frames.npz"), "out": f"--out={repo}/benchmarks",
+           "other": str(tmp_path / "main" / "assets" / "a.pt"), "runs": "runs"}
+    assert common.repo_relative(doc, repo) == {
+        "cache": "runs/x/frames.npz", "out": "--out=benchmarks",
+        "other": str(tmp_path / "main" / "assets" / "a.pt"), "runs": "runs"}
+
+
 def test_write_json_stores_result_paths_relative(tmp_path: Path) -> None:
     inside = common.REPO_ROOT / "runs" / "x" / "model.pt"
     result = common.write_json(tmp_path / "result.json", {
