@@ -35,8 +35,10 @@ Outputs (atomic) in ``--out`` (default ``benchmarks/results``; the work director
 ``--smoke``), stem ``cable_rlpd_ablation_<profile>[_<task>]``: ``.csv`` (one row per
 variant: held-out success mean / min / max over seeds, training success over the last 1,000
 env steps, agent steps/s), ``.json`` (rows, every run's arguments and summary, missing runs,
-machine info and command), ``.png`` (rolling training success vs env steps per variant;
-held-out success bars with the min--max over seeds) and ``.md`` (the table).
+machine info and the command that wrote it, plus ``run_commands``: the distinct commands
+that made the runs, which with ``--aggregate-only`` differ from it), ``.png`` (rolling
+training success vs env steps per variant; held-out success bars with the min--max over
+seeds) and ``.md`` (the table).
 
 Profiles: ``--smoke`` (60 steps, 1 seed, 2 demonstrations, 2 evaluation episodes: for the
 test), ``--quick`` (1 seed x 3,000 steps), ``--full`` (3 seeds x 10,000 steps).
@@ -351,6 +353,9 @@ def write_results(a: argparse.Namespace, settings: Mapping[str, Any], work: Path
         "variants": {k: VARIANTS[k] for k in a.variants}, "rows": rows,
         "complete": not missing, "missing": missing, "failed": failed,
         "missing_variants": [v for v in a.variants if v not in {r["variant"] for r in rows}],
+        # machine.command is what wrote this file (with --aggregate-only, not what ran the
+        # runs); the commands that made the runs, in order, reproduce it.
+        "run_commands": list(dict.fromkeys(r["command"] for r in runs if r["command"])),
         "runs": runs, "machine": common.machine_info()})
     n_runs = len(runs)
     task = settings.get("env_id", common.CABLE_ENV_IDS[0]).removeprefix("S3K-").removesuffix("-v0")

@@ -91,6 +91,7 @@ def test_smoke_table_and_resume(tmp_path, monkeypatch):
     doc = json.loads((out / "cable_rlpd_ablation_smoke.json").read_text())
     assert doc["complete"] and doc["missing"] == [] and doc["missing_variants"] == []
     assert doc["machine"]["command"]
+    assert doc["run_commands"] == [doc["runs"][0]["command"]]  # both runs: one command
     layer_norm = {r["variant"]: r["config"]["layer_norm"] for r in doc["runs"]}
     assert layer_norm == {"base": True, "no_layer_norm": False}
     md = (out / "cable_rlpd_ablation_smoke.md").read_text()
