@@ -352,7 +352,8 @@ def plot(rows: Sequence[dict[str, Any]], path: Path, env_id: str = ENV_ID) -> No
     steps/s above each bar; the targets as dashed lines in steps/s."""
     plt = common.use_agg()
     fig, ax = plt.subplots(figsize=(max(6, 1.3 * len(rows)), 4))
-    labels = [f"{r['arm']}\n{r['agent']}" for r in rows]
+    # Agent names without their shared prefix, so that neighbouring labels do not overlap.
+    labels = [f"{r['arm']}\n{r['agent'].removeprefix('rlpd_')}" for r in rows]
     bottom = np.zeros(len(rows))
     for part, color in (("env_ms", "#8172b2"), ("act_ms", "#ccb974"), ("update_ms", "#4c72b0")):
         vals = np.array([r[part] for r in rows])
@@ -362,9 +363,11 @@ def plot(rows: Sequence[dict[str, Any]], path: Path, env_id: str = ENV_ID) -> No
         ax.text(i, bottom[i], f"{r['agent_steps_per_s']:.0f}/s", ha="center", va="bottom")
     for arm, target in TARGETS.items():
         ax.axhline(1000 / target, ls="--", lw=0.8, color="grey")
-        ax.text(len(rows) - 0.5, 1000 / target, f"{arm} target {target:.0f}/s", ha="right",
-                va="bottom", fontsize=8, color="grey")
+        # Right of the axes, where no bar hides it.
+        ax.text(1.005, 1000 / target, f"{arm} target\n{target:.0f}/s", ha="left",
+                va="center", fontsize=8, color="grey", transform=ax.get_yaxis_transform())
     ax.set_ylabel("ms per agent step (UTD 1, 1 torch thread)")
+    ax.set_xlabel("arm / agent (rlpd_...)")
     name = env_id.removeprefix("S3K-").removesuffix("-v0")
     ax.set_title(f"{name} training loop: env step + act + one update")
     ax.legend(loc="upper left")

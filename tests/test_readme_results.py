@@ -559,10 +559,21 @@ CLAIMS: list[Claim] = [
           ("`kp` (4 x 128 px + S3K model)", "`rlpd_e2`", "kp", "rlpd_e2"),
           ("`kp`", "`rlpd_e2_b128_d2`", "kp", "rlpd_e2_b128_d2"))],
     Claim("rl_throughput updates",
-          "`RLPD` {e2:.0f} (with LayerNorm, actor every update), Stable-Baselines3 SAC "
-          "{sac:.0f}, SB3 TD3 {td3:.0f}",
+          "`RLPD` {e2:.0f} (with LayerNorm,\nactor every update), Stable-Baselines3 SAC "
+          "{sac:.0f}, SB3 TD3 {td3:.0f} (actor every 2nd update);\n`RLPD` batch 128 {b128:.0f}, "
+          "with the actor every 2nd update {d2:.0f}; 10 critics {e10:.0f}.",
           lambda: {"e2": _updates("rlpd_e2 "), "sac": _updates("stable_baselines3 SAC"),
-                   "td3": _updates("stable_baselines3 TD3")}),
+                   "td3": _updates("stable_baselines3 TD3"), "b128": _updates("rlpd_e2_b128 "),
+                   "d2": _updates("rlpd_e2_b128_d2 "), "e10": _updates("rlpd_e10 ")}),
+    Claim("rl_throughput load",
+          "(load average {b:.1f} before, {a:.1f}\nafter, on 2 cores)",
+          lambda: {"b": doc("rl_throughput")["loadavg_before"][0],
+                   "a": doc("rl_throughput")["loadavg_after"][0]}),
+    Claim("rl_throughput cable trials",
+          "The 40,000-step cable runs above used `rlpd_e2` with UTD 4 ({lo:.0f}-{hi:.0f} "
+          "agent\nsteps/s",
+          lambda: dict(zip(("lo", "hi"), span(r["train_steps_per_s"]
+                                               for r in doc(SHORT40_STEM)["runs"]), strict=True))),
     # ---- cable RLPD diagnosis and changes (cable_rlpd_*.json)
     Claim("cable_rlpd diagnosis", RLPD_DIAG_TEMPLATE, _rlpd_diag),
     *table("cable_rlpd changes", RLPD_ROW_TEMPLATE,
