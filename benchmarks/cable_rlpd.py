@@ -319,6 +319,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--utd", type=int, default=4, help="critic updates per env step")
     parser.add_argument("--critics", type=int, default=2, help="critic ensemble size")
     parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--actor-every", type=int, default=1,
+                        help="update the actor and temperature every this many update rounds "
+                             "(TD3's delayed policy update; 1: every round, as RLPD)")
     parser.add_argument("--init-temperature", type=float, default=1.0,
                         help="initial SAC temperature (RLPD: 1.0)")
     parser.add_argument("--target-entropy", type=float, default=None,
@@ -361,6 +364,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                        f"{'' if args.target_entropy is None else f'_ent{args.target_entropy:g}'}"
                        f"{'_fixedt' if args.fixed_temperature else ''}"
                        f"{'_noln' if args.no_layer_norm else ''}"
+                       f"{'' if args.batch_size == 256 else f'_b{args.batch_size}'}"
+                       f"{'' if args.actor_every == 1 else f'_d{args.actor_every}'}"
                        f"{env_tag}_s{args.seed}_{args.steps}")
     stem = args.out / f"cable_rlpd_{tag}"
     t0 = time.perf_counter()
@@ -372,7 +377,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     env = make_env(args.relative, args.time_limit, args.velocity, args.env_id)
     config = RLPDConfig(utd=args.utd, num_critics=args.critics,
                         num_min_critics=min(2, args.critics), batch_size=args.batch_size,
-                        init_temperature=args.init_temperature,
+                        actor_every=args.actor_every, init_temperature=args.init_temperature,
                         target_entropy=args.target_entropy,
                         learn_temperature=not args.fixed_temperature,
                         backup_entropy=not args.no_backup_entropy,

@@ -21,6 +21,10 @@ variant               cable_rlpd flags
 ``world``             base without ``--relative`` (world-frame positions)
 ``no_velocity_time``  base without ``--velocity`` and ``--time-limit`` (no plug motion, no
                       time left in the observation; time-limit ends bootstrapped)
+``cheap_update``      base + ``--batch-size 128 --actor-every 2`` (the cheapest update of
+                      ``benchmarks.rl_throughput``: half the batch, the actor and
+                      temperature updated every 2nd round, TD3-style; not an ablation of
+                      an ingredient but the price of a cheaper CPU budget)
 ====================  ====================================================================
 
 Runs are made in-process (``benchmarks.cable_rlpd.main``) into a work directory
@@ -95,6 +99,7 @@ VARIANTS: dict[str, list[str]] = {
     "critics10": [*BASE_FLAGS, "--critics", "10"],
     "world": _without(BASE_FLAGS, "--relative"),
     "no_velocity_time": _without(BASE_FLAGS, "--velocity", "--time-limit"),
+    "cheap_update": [*BASE_FLAGS, "--batch-size", "128", "--actor-every", "2"],
 }
 
 #: Profile -> steps, seeds, demonstrations, held-out evaluation episodes.
