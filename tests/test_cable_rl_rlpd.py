@@ -92,6 +92,11 @@ def test_agent_flag_stems_directories_and_profiles(tmp_path: Path) -> None:
     assert (c.utd, c.num_critics, c.batch_size, c.init_temperature) == (4, 2, 256, 0.01)
     assert not c.backup_entropy and not c.bootstrap_truncation and not c.learn_temperature
     assert rlpd_config(parse_args(["--quick", "--utd", "2"])).utd == 2
+    cheap = rlpd_config(parse_args(["--quick", "--rlpd-batch-size", "128", "--actor-every", "2"]))
+    assert (cheap.batch_size, cheap.actor_every, cheap.learning_starts) == (128, 2, 128)
+    assert c.actor_every == 1
+    with pytest.raises(SystemExit):
+        parse_args(["--quick", "--actor-every", "0"])
     assert rlpd_config(parse_args(["--quick", "--learn-temperature"])).learn_temperature
     with pytest.raises(SystemExit):
         parse_args(["--smoke", "--agent", "ddpgfd", "--learn-temperature"])
@@ -99,6 +104,8 @@ def test_agent_flag_stems_directories_and_profiles(tmp_path: Path) -> None:
         parse_args(["--smoke", "--bc-weight", "100"])  # a DDPGfD setting without --agent ddpgfd
     with pytest.raises(SystemExit):
         parse_args(["--smoke", "--agent", "ddpgfd", "--utd", "2"])
+    with pytest.raises(SystemExit):
+        parse_args(["--smoke", "--agent", "ddpgfd", "--actor-every", "2"])
 
 
 def test_env_id_flag_names_stem_work_directory_and_checkpoint(tmp_path: Path) -> None:

@@ -248,6 +248,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"RLPD: critic ensemble size (default {r.critics})")
     p.add_argument("--init-temperature", type=float, default=None,
                    help=f"RLPD: initial SAC temperature (default {r.init_temperature})")
+    p.add_argument("--rlpd-batch-size", type=int, default=None,
+                   help=f"RLPD: transitions per update (default {r.batch_size})")
+    p.add_argument("--actor-every", type=int, default=None,
+                   help=f"RLPD: actor and temperature updated every this many update rounds "
+                        f"(default {r.actor_every}; --rlpd-batch-size 128 --actor-every 2 is "
+                        f"the cheapest update of benchmarks.rl_throughput)")
     p.add_argument("--learn-temperature", action="store_true", default=None,
                    help="RLPD: tune the SAC temperature towards the target entropy (default: "
                         "fixed at --init-temperature)")
@@ -293,15 +299,19 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
         rlpd = dataclasses.replace(rlpd, **over.pop("rlpd", {}))
         prof = dataclasses.replace(prof, **over)
         given = {"utd": a.utd, "critics": a.critics, "init_temperature": a.init_temperature,
-                 "learn_temperature": a.learn_temperature}
+                 "learn_temperature": a.learn_temperature, "batch_size": a.rlpd_batch_size,
+                 "actor_every": a.actor_every}
         rlpd = dataclasses.replace(rlpd, **{k: v for k, v in given.items() if v is not None})
-        if rlpd.utd < 1 or rlpd.critics < 1 or not rlpd.init_temperature > 0:
-            p.error(f"expected --utd >= 1, --critics >= 1, --init-temperature > 0, got "
-                    f"{rlpd.utd}, {rlpd.critics}, {rlpd.init_temperature}")
+        if (rlpd.utd < 1 or rlpd.critics < 1 or not rlpd.init_temperature > 0
+                or rlpd.batch_size < 1 or rlpd.actor_every < 1):
+            p.error(f"expected --utd >= 1, --critics >= 1, --init-temperature > 0, "
+                    f"--rlpd-batch-size >= 1, --actor-every >= 1, got {rlpd.utd}, "
+                    f"{rlpd.critics}, {rlpd.init_temperature}, {rlpd.batch_size}, "
+                    f"{rlpd.actor_every}")
     elif any(v is not None for v in (a.utd, a.critics, a.init_temperature,
-                                     a.learn_temperature)):
-        p.error("--utd, --critics, --init-temperature and --learn-temperature are RLPD "
-                "settings; they need --agent rlpd")
+                                     a.learn_temperature, a.rlpd_batch_size, a.actor_every)):
+        p.error("--utd, --critics, --init-temperature, --learn-temperature, --rlpd-batch-size "
+                "and --actor-every are RLPD settings; they need --agent rlpd")
 
     def pick(value: Any, default: Any) -> Any:
         return default if value is None else value

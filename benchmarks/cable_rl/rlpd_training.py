@@ -228,7 +228,8 @@ def rlpd_config(cfg: Config) -> RLPDConfig:
     updates from ``batch_size`` stored transitions on)."""
     p = cfg.rlpd
     return RLPDConfig(utd=p.utd, num_critics=p.critics, num_min_critics=min(2, p.critics),
-                      batch_size=p.batch_size, init_temperature=p.init_temperature,
+                      batch_size=p.batch_size, actor_every=p.actor_every,
+                      init_temperature=p.init_temperature,
                       learn_temperature=p.learn_temperature,
                       hidden=tuple(p.hidden), backup_entropy=False,
                       bootstrap_truncation=False, buffer_size=max(cfg.steps, 1),
