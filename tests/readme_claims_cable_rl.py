@@ -21,6 +21,7 @@ ABLATION_SHORT_LABELS = (
     ("cheap_update", "cheaper update: batch 128, actor every 2nd update"))
 SHORT_STEM = "cable_rl_rlpd_full_short_10k"
 SHORT40_STEM = "cable_rl_rlpd_full_short"
+CHEAP40_STEM = "cable_rl_rlpd_full_short_cheap"
 
 
 def _first_pass_text(row: dict[str, Any], pct: int, seeds_word: bool = False) -> str:
@@ -186,6 +187,20 @@ def _alpha_rise() -> dict[str, float]:
     amax = max(a for _, a in episodes)
     return {"a10": at(10_000), "a16": at(16_000), "amax": amax,
             "ratio": round(amax / 0.01, -2)}
+
+
+def _run_success(stem: str, arm: str, seed: int) -> float:
+    """Held-out true success of one (arm, seed) run of a cable_rl result."""
+    (found,) = [r["eval_success_true"] for r in doc(stem)["runs"]
+                if r["arm"] == arm and r["seed"] == seed]
+    return found
+
+
+def _common_seed_list(stem: str, *arms: str) -> list[int]:
+    """The seeds of ``arms`` in a cable_rl result, which must be the same."""
+    seeds = {arm: _finished_seeds(stem, arm) for arm in arms}
+    assert len({tuple(s) for s in seeds.values()}) == 1, f"{stem}: different seeds {seeds}"
+    return seeds[arms[0]]
 
 
 def _abl_short(variant: str) -> dict[str, Any]:
@@ -363,6 +378,31 @@ CABLE_RL_CLAIMS: list[Claim] = [
           "{x:.1f}x its speed",
           lambda: {"x": _mean(_abl_short_speed("cheap_update")[1:])
                    / _mean(_abl_short_speed("base")[1:])}),
+    Claim("cable_rl short 40k cheap update",
+          "held-out true success\nS3K keypoints {kp:.2f} ({k0:.2f}, {k1:.2f}; the batch-256 "
+          "runs of the same seeds: {b0:.2f}, {b1:.2f}), beta-VAE\n{v:.2f}, true keypoints "
+          "{g:.2f}. The S3K agent's rolling true success first passes 80 % at {p80:,.0f}\n"
+          "steps (batch 256: {b80:,.0f} over 5 seeds). Each seed took {ck[0]:,.0f} CPU-s on the "
+          "`kp` arm, {cv[0]:,.0f} on\nthe VAE arm and {cg[0]:,.0f} on the true-keypoint arm, "
+          "so 5 seeds of the three arms come to about\n{h:.1f} CPU-hours, within the issue's 6",
+          lambda: {"kp": one(CHEAP40_STEM, arm="kp")["eval_success_true_mean"],
+                   "k0": _run_success(CHEAP40_STEM, "kp", 0),
+                   "k1": _run_success(CHEAP40_STEM, "kp", 1),
+                   "b0": _run_success(SHORT40_STEM, "kp", 0),
+                   "b1": _run_success(SHORT40_STEM, "kp", 1),
+                   "v": one(CHEAP40_STEM, arm="vae")["eval_success_true_mean"],
+                   "g": one(CHEAP40_STEM, arm="gt")["eval_success_true_mean"],
+                   "p80": one(CHEAP40_STEM, arm="kp")["first_80_true_steps_mean"],
+                   "b80": one(SHORT40_STEM, arm="kp")["first_80_true_steps_mean"],
+                   "ck": _single_call_cpu(CHEAP40_STEM, "kp"),
+                   "cv": _single_call_cpu(CHEAP40_STEM, "vae"),
+                   "cg": _single_call_cpu(CHEAP40_STEM, "gt"),
+                   "h": 5 * sum(_single_call_cpu(CHEAP40_STEM, a)[0]
+                                for a in ("kp", "vae", "gt")) / 3600}),
+    Claim("cable_rl short 40k cheap update seeds",
+          "so far `kp` seeds {k}, the other arms seed {o};",
+          lambda: {"k": "-".join(map(str, _finished_seeds(CHEAP40_STEM, "kp"))),
+                   "o": " ".join(map(str, _common_seed_list(CHEAP40_STEM, "vae", "gt")))}),
     Claim("cable_rlpd ablation short ensemble",
           "The 10-critic ensemble is ahead on every\nseed ({c[eval_success_mean]:.2f} "
           "[{c[eval_success_min]:.2f}–{c[eval_success_max]:.2f}]) at {x:.0f}x the CPU per "
