@@ -85,9 +85,7 @@ def _finished_seeds(stem: str, arm: str) -> list[int]:
 def _common_seed_count(stem: str, *arms: str) -> int:
     """The number of seeds of ``arms`` in a cable_rl result, which must be the same seeds
     (a README sentence saying "all N seeds of both arms")."""
-    seeds = {arm: _finished_seeds(stem, arm) for arm in arms}
-    assert len({tuple(s) for s in seeds.values()}) == 1, f"{stem}: different seeds {seeds}"
-    return len(seeds[arms[0]])
+    return len(_common_seed_list(stem, *arms))
 
 
 @functools.cache
