@@ -93,7 +93,7 @@ def test_repo_relative_follows_linked_top_level_folders(tmp_path: Path) -> None:
     (repo / "runs").symlink_to(shared, target_is_directory=True)
     (repo / "notes.txt").symlink_to(tmp_path / "elsewhere.txt")  # not a folder: ignored
     doc = {"cache": str(shared / "x" / "frames.npz"), "out": f"--out={repo}/benchmarks",
-           "other": str(tmp_path / "main" / "assets" / "a.pt"), "runs": "runs"}
+           "other": str(tmp_path / "main" / "assets" / "a.pt"), "runs": str(shared)}
     assert common.repo_relative(doc, repo) == {
         "cache": "runs/x/frames.npz", "out": "--out=benchmarks",
         "other": str(tmp_path / "main" / "assets" / "a.pt"), "runs": "runs"}
